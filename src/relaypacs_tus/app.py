@@ -1,0 +1,181 @@
+"""Wiring: ``create_app(settings)`` builds the Starlette app. Only this module (and the CLI) imports every
+layer. The lifespan owns every client (S3, background tasks) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import structlog
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .settings import Settings
+from .tus import errors, spec
+from .tus.engine import Engine, EngineConfig
+from .tus.locks import MemoryLocker
+from .tus.routes import ProxyTrust, TusEndpoint
+from .tus.store import UploadStore
+
+log = structlog.get_logger("relaypacs_tus.app")
+
+#: Request headers a browser tus client sends (Uppy/tus-js-client) and our auth needs.
+CORS_ALLOW_HEADERS = [
+    "Authorization", "Content-Type", "Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata",
+    "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "X-HTTP-Method-Override", "X-Requested-With",
+]  # fmt: skip
+#: Response headers a browser client must be able to read.
+CORS_EXPOSE_HEADERS = [
+    "Location", "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires", "Upload-Defer-Length",
+    "Upload-Concat", "Tus-Version", "Tus-Resumable", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
+    "Retry-After", "WWW-Authenticate",
+]  # fmt: skip
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    return EngineConfig(
+        max_size=settings.max_size,
+        expiration=float(settings.expiration),
+        network_timeout=settings.network_timeout,
+        enable_termination=settings.enable_termination,
+        enable_concatenation=settings.enable_concatenation,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[UploadStore]:
+    """The configured store, closed on exit."""
+    if settings.store == "s3":
+        from .stores.s3 import S3Store
+
+        async with S3Store.open(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint or None,
+            region=settings.s3_region or None,
+            part_size=settings.s3_part_size,
+        ) as s3:
+            yield s3
+        return
+    from .stores.local import LocalStore
+
+    local = LocalStore(settings.data_dir / "uploads")
+    try:
+        yield local
+    finally:
+        await local.aclose()
+
+
+class Runtime:
+    """What the lifespan builds; routes reach the engine through it once start-up has finished."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.ready = False
+
+
+def create_app(settings: Settings) -> Starlette:
+    runtime = Runtime()
+    endpoint = _LateEndpoint(runtime, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_store(settings) as store, anyio.create_task_group() as tg:
+            engine = Engine(
+                store,
+                config=engine_config(settings),
+                locker=MemoryLocker(acquire_timeout=settings.lock_timeout),
+                spawn=lambda job: tg.start_soon(job),
+            )
+            runtime.engine = engine
+            endpoint.bind(engine)
+            tg.start_soon(_sweeper, engine, settings.sweep_interval)
+            runtime.ready = True
+            log.info("server.started", store=store.name, base_path=settings.base_path, version=__version__)
+            try:
+                yield
+            finally:
+                runtime.ready = False
+                tg.cancel_scope.cancel()
+        log.info("server.stopped")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        if not runtime.ready or runtime.engine is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await runtime.engine.store.get("0" * 32)
+        except errors.UploadNotFound:
+            pass
+        except errors.TusError:
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz), *endpoint.routes()]
+    return Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
+
+
+def _middleware(settings: Settings) -> list[Middleware]:
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            max_age=86400,
+        )
+    ]
+
+
+class _LateEndpoint(TusEndpoint):
+    """A :class:`TusEndpoint` whose engine arrives when the lifespan has opened the store."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        super().__init__(
+            _NotReady(),  # type: ignore[arg-type]
+            base_path=settings.base_path,
+            proxies=ProxyTrust.parse(settings.trusted_proxies),
+        )
+
+    def bind(self, engine: Engine) -> None:
+        self.engine = engine
+
+
+class _NotReady:
+    """Stands in for the engine before start-up finishes: every call answers 503."""
+
+    config = EngineConfig()
+
+    def __getattr__(self, name: str) -> object:
+        async def unavailable(*args: object, **kwargs: object) -> object:
+            raise errors.StoreUnavailable("server is starting")
+
+        return unavailable
+
+
+async def _sweeper(engine: Engine, interval: int) -> None:
+    """Expire idle unfinished uploads ("expiration") every ``interval`` seconds."""
+    while True:
+        try:
+            expired = await engine.sweep()
+            if expired:
+                log.info("sweep.done", expired=expired)
+        except Exception:
+            log.exception("sweep.failed")
+        await anyio.sleep(interval)
+
+
+__all__ = ["create_app", "open_store", "spec"]

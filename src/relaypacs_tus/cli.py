@@ -1,0 +1,79 @@
+"""The ``relaypacs-tus`` command line: ``serve`` (and, as they land, ``token``, ``deliveries``, ``audit``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import socket
+import sys
+from collections.abc import Sequence
+
+from .settings import Settings, SettingsError
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                            help=f"{f.metadata['doc']} (env {f.metadata['env']}, default {f.default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relaypacs-tus", description="tus 1.0.0 upload relay to a PACS")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the tus server")
+    _add_setting_flags(serve)
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
+    return Settings.load(os.environ, overrides)
+
+
+def serve(settings: Settings) -> int:
+    import uvicorn
+
+    from . import logs
+    from .app import create_app
+
+    logs.configure(settings.log_level, settings.log_format)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_keep_alive=75,
+        h11_max_incomplete_event_size=64 * 1024,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    print(
+        f"relaypacs-tus listening on http://{host}:{port}{settings.base_path} "
+        f"(store={settings.store}, data={settings.data_dir})",
+        flush=True,
+    )
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except SettingsError as exc:
+        print(f"relaypacs-tus: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return serve(settings)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

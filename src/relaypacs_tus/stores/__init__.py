@@ -1,0 +1,1 @@
+"""Upload stores: the local folder (embedded default) and S3-compatible object storage."""

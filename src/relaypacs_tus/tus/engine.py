@@ -1,0 +1,417 @@
+"""The tus protocol engine: create, head, append, terminate and concatenate over a store, a locker and
+the hook seam. No HTTP framework here: the adapter in :mod:`routes` parses requests into these calls.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from . import errors, spec
+from .body import BodyReader, empty_body
+from .checksum import ChecksumVerifier
+from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPRequest, NoHooks
+from .headers import Checksum, Metadata, format_metadata
+from .locks import Locker, MemoryLocker
+from .store import UPLOAD_ID, UploadInfo, UploadStore, check_upload_id
+
+log = structlog.get_logger("relaypacs_tus.tus")
+
+Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Protocol limits. ``max_size`` 0 means no limit; ``expiration`` 0 turns the extension off."""
+
+    max_size: int = 0
+    expiration: float = 24 * 3600.0
+    network_timeout: float = 60.0
+    enable_termination: bool = True
+    enable_concatenation: bool = True
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        off = set()
+        if not self.expiration:
+            off.add(spec.EXPIRATION)
+        if not self.enable_termination:
+            off.add(spec.TERMINATION)
+        if not self.enable_concatenation:
+            off |= {spec.CONCATENATION, spec.CONCATENATION_UNFINISHED}
+        return tuple(e for e in spec.IMPLEMENTED_EXTENSIONS if e not in off)
+
+
+@dataclass(slots=True)
+class Creation:
+    """A parsed creation request (POST)."""
+
+    length: int | None
+    deferred: bool = False
+    metadata: Metadata = field(default_factory=lambda: Metadata(raw="", pairs=()))
+    partial: bool = False
+    final_of: tuple[str, ...] = ()  # upload ids named by Upload-Concat: final;...
+    concat_header: str = ""
+    body: AsyncIterator[bytes] | None = None  # creation-with-upload
+    content_length: int | None = None
+    checksum: Checksum | None = None
+
+
+@dataclass(slots=True)
+class Patch:
+    """A parsed PATCH request."""
+
+    offset: int
+    body: AsyncIterator[bytes]
+    length: int | None = None  # Upload-Length sent to end a deferred length
+    content_length: int | None = None
+    checksum: Checksum | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the adapter answers with: the upload after the call, plus headers a hook added."""
+
+    info: UploadInfo
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: UploadStore,
+        *,
+        config: EngineConfig | None = None,
+        locker: Locker | None = None,
+        hooks: Hooks | None = None,
+        spawn: Spawn | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config or EngineConfig()
+        self.locker: Locker = locker or MemoryLocker()
+        self.hooks: Hooks = hooks or NoHooks()
+        self._spawn = spawn
+        self._clock = clock
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def head(self, upload_id: str, request: HTTPRequest, principal: str | None = None) -> UploadInfo:
+        """The upload's state ("HEAD"). Takes the lock so a stale PATCH lets go and the offset is final."""
+        await self.get(upload_id, principal)
+        async with self.locker.hold(upload_id, _noop):
+            return await self.get(upload_id, principal)
+
+    async def get(self, upload_id: str, principal: str | None = None) -> UploadInfo:
+        """The live upload; 404 if unknown or someone else's, 410 if terminated or expired."""
+        info = await self.store.get(check_upload_id(upload_id))
+        if info.owner is not None and info.owner != principal:
+            raise errors.UploadNotFound()
+        if info.is_gone:
+            raise errors.UploadGone()
+        self._set_expiry(info)
+        if info.expires_at is not None and info.expires_at <= self._clock():
+            raise errors.UploadGone("upload expired")
+        return info
+
+    def _set_expiry(self, info: UploadInfo) -> None:
+        if self.config.expiration and not info.is_complete and not (info.is_final and info.finished):
+            info.expires_at = max(info.created_at, info.updated_at) + self.config.expiration
+        else:
+            info.expires_at = None
+
+    # -- creation --------------------------------------------------------------------------------------
+
+    async def create(self, req: Creation, request: HTTPRequest, principal: str | None = None) -> Outcome:
+        """"creation" (+ "creation-with-upload", "creation-defer-length", "concatenation")."""
+        info = self._new_info(req, principal)
+        partials = await self._load_partials(req.final_of, principal) if req.final_of else []
+        if partials:
+            sizes = [p.size for p in partials]
+            info.size = None if None in sizes else sum(s for s in sizes if s is not None)
+            self._check_max_size(info.size)
+        answer = await self._hook(HookType.PRE_CREATE, info, request, principal)
+        self._apply_pre_create(info, answer)
+        await self.store.create(info)
+        log.info("upload.created", upload_id=info.id, size=info.size, partial=info.is_partial, final=info.is_final)
+        self._notify(HookType.POST_CREATE, info, request, principal)
+        if partials:
+            await self._link_final(info, partials)
+            return Outcome(await self._try_concat(info.id, request, principal))
+        if req.body is not None:
+            patch = Patch(offset=0, body=req.body, content_length=req.content_length, checksum=req.checksum)
+            return await self.append(info.id, patch, request, principal)
+        if info.size == 0:
+            return await self._locked_finish(info, request, principal)
+        return Outcome(await self.get(info.id, principal))
+
+    def _new_info(self, req: Creation, principal: str | None) -> UploadInfo:
+        if req.final_of:
+            if req.length is not None or req.deferred:
+                raise errors.InvalidHeader("a final upload must not carry Upload-Length")
+            if not self.config.enable_concatenation:
+                raise errors.ExtensionDisabled("concatenation is disabled")
+        elif req.length is None and not req.deferred:
+            raise errors.MissingLength()
+        elif req.length is not None and req.deferred:
+            raise errors.InvalidHeader("send Upload-Length or Upload-Defer-Length, not both")
+        if req.partial and not self.config.enable_concatenation:
+            raise errors.ExtensionDisabled("concatenation is disabled")
+        self._check_max_size(req.length)
+        now = self._clock()
+        return UploadInfo(
+            id=uuid.uuid4().hex,
+            size=req.length,
+            metadata_header=req.metadata.raw,
+            metadata=req.metadata.as_text(),
+            created_at=now,
+            updated_at=now,
+            is_partial=req.partial,
+            is_final=bool(req.final_of),
+            partial_uploads=list(req.final_of),
+            concat_header=req.concat_header,
+            owner=principal,
+        )
+
+    def _check_max_size(self, size: int | None) -> None:
+        if size is not None and self.config.max_size and size > self.config.max_size:
+            raise errors.MaxSizeExceeded(f"upload is larger than Tus-Max-Size ({self.config.max_size} bytes)")
+
+    def _apply_pre_create(self, info: UploadInfo, answer: HookResponse) -> None:
+        if answer.reject_upload:
+            raise _rejection(errors.UploadRejected, answer)
+        if answer.change_metadata is not None:
+            info.metadata = dict(answer.change_metadata)
+            info.metadata_header = format_metadata(info.metadata)
+        if answer.change_id is not None:
+            if not UPLOAD_ID.fullmatch(answer.change_id):
+                raise errors.TusError("a pre-create hook returned an id this server cannot store")
+            info.id = answer.change_id
+
+    # -- append ----------------------------------------------------------------------------------------
+
+    async def append(self, upload_id: str, patch: Patch, request: HTTPRequest, principal: str | None = None) -> Outcome:
+        """"PATCH": write the body at ``patch.offset``; finish the upload when the last byte is in."""
+        await self.get(upload_id, principal)
+        reader: BodyReader | None = None
+
+        def interrupt() -> None:
+            if reader is not None:
+                reader.interrupt()
+
+        async with self.locker.hold(upload_id, interrupt):
+            info = await self.get(upload_id, principal)
+            self._check_patch(info, patch)
+            if patch.length is not None and info.size is None:
+                info.size = patch.length
+                await self.store.save_info(info)
+            limit = (info.size if info.size is not None else (self.config.max_size or spec.MAX_INT64)) - info.offset
+            if patch.content_length is not None and patch.content_length > limit:
+                raise errors.UploadSizeExceeded()
+            reader = BodyReader(patch.body, limit=limit, idle_timeout=self.config.network_timeout)
+            await self._write(info, reader, patch.checksum, request, principal)
+            if info.is_complete:
+                return await self._finish(info, request, principal)
+            return Outcome(info)
+
+    def _check_patch(self, info: UploadInfo, patch: Patch) -> None:
+        if info.is_final:
+            raise errors.ModifyFinal()
+        if patch.offset != info.offset:
+            raise errors.OffsetMismatch(headers={spec.UPLOAD_OFFSET: str(info.offset)})
+        if patch.length is not None:
+            if info.size is not None and patch.length != info.size:
+                raise errors.LengthAlreadySet()
+            self._check_max_size(patch.length)
+            if patch.length < info.offset:
+                raise errors.InvalidUploadLength("Upload-Length is smaller than the upload's offset")
+        if info.is_complete:
+            raise errors.UploadSizeExceeded("upload is already complete")
+
+    async def _write(
+        self, info: UploadInfo, body: BodyReader, checksum: Checksum | None, request: HTTPRequest, principal: str | None
+    ) -> None:
+        verifier = ChecksumVerifier(checksum) if checksum else None
+        start = info.offset
+        try:
+            info.offset = await self.store.append(info, body.__aiter__(), verifier)
+        except errors.TusError as exc:
+            fresh = await self.store.get(info.id)
+            info.offset, info.updated_at = fresh.offset, fresh.updated_at
+            log.info("upload.patch_failed", upload_id=info.id, reason=exc.code, kept=info.offset - start)
+            if info.offset != start:
+                self._notify(HookType.POST_RECEIVE, info, request, principal)
+            raise
+        info.updated_at = self._clock()
+        self._set_expiry(info)
+        log.info("upload.patch", upload_id=info.id, offset=info.offset, received=info.offset - start)
+        self._notify(HookType.POST_RECEIVE, info, request, principal)
+
+    # -- finishing -------------------------------------------------------------------------------------
+
+    async def _locked_finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
+        async with self.locker.hold(info.id, _noop):
+            return await self._finish(await self.store.get(info.id), request, principal)
+
+    async def _finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
+        """The last byte is in: let the store finish, ask pre-finish, then notify post-finish."""
+        if not info.finished:
+            await self.store.finish(info)
+            info.finished = True
+        self._set_expiry(info)
+        answer = await self._hook(HookType.PRE_FINISH, info, request, principal)
+        http = answer.http_response
+        if http is not None and http.status_code >= 400:
+            info.state = "rejected"
+            info.extra["rejection"] = {"status": http.status_code, "body": http.body}
+            await self.store.save_info(info)
+            log.info("upload.rejected", upload_id=info.id, status=http.status_code)
+            raise _rejection(errors.UploadRejected, answer)
+        log.info("upload.finished", upload_id=info.id, size=info.size)
+        self._notify(HookType.POST_FINISH, info, request, principal)
+        if info.is_partial:
+            for final_id in list(info.final_uploads):
+                self._spawn_task(lambda f=final_id: self._concat_quietly(f, request, principal))
+        return Outcome(info, dict(http.header) if http else {})
+
+    # -- concatenation ---------------------------------------------------------------------------------
+
+    async def _load_partials(self, ids: tuple[str, ...], principal: str | None) -> list[UploadInfo]:
+        partials = []
+        for upload_id in ids:
+            info = await self.get(upload_id, principal)
+            if not info.is_partial:
+                raise errors.NotPartial()
+            partials.append(info)
+        return partials
+
+    async def _link_final(self, final: UploadInfo, partials: list[UploadInfo]) -> None:
+        """Record the final upload on each unfinished partial, so finishing it resumes concatenation."""
+        for partial in partials:
+            if partial.is_complete:
+                continue
+            async with self.locker.hold(partial.id, _noop):
+                fresh = await self.store.get(partial.id)
+                if final.id not in fresh.final_uploads:
+                    fresh.final_uploads.append(final.id)
+                    await self.store.save_info(fresh)
+
+    async def _concat_quietly(self, final_id: str, request: HTTPRequest, principal: str | None) -> None:
+        try:
+            await self._try_concat(final_id, request, principal)
+        except errors.TusError as exc:
+            log.warning("upload.concat_failed", upload_id=final_id, reason=exc.code)
+
+    async def _try_concat(self, final_id: str, request: HTTPRequest, principal: str | None) -> UploadInfo:
+        """"concatenation-unfinished": concatenate once every partial is complete; until then the final
+        upload waits (and learns its length as soon as every partial's length is known)."""
+        async with self.locker.hold(final_id, _noop):
+            final = await self.store.get(final_id)
+            if final.finished:
+                return final
+            partials = [await self.store.get(p) for p in final.partial_uploads]
+            if any(p.is_gone for p in partials):
+                raise errors.UploadGone("a partial upload of this final upload is gone")
+            sizes = [p.size for p in partials]
+            if final.size is None and None not in sizes:
+                final.size = sum(s for s in sizes if s is not None)
+                await self.store.save_info(final)
+            if not all(p.is_complete for p in partials):
+                return final
+            await self.store.append(final, self._chain(partials), None)
+            final.offset = final.size or 0
+            await self._finish(final, request, principal)
+            return final
+
+    async def _chain(self, partials: list[UploadInfo]) -> AsyncIterator[bytes]:
+        for partial in partials:
+            async for chunk in self.store.read(partial.id):
+                yield chunk
+
+    # -- termination -----------------------------------------------------------------------------------
+
+    async def terminate(self, upload_id: str, request: HTTPRequest, principal: str | None = None) -> None:
+        """"termination": DELETE removes the upload; later requests get 410."""
+        if not self.config.enable_termination:
+            raise errors.MethodNotAllowed("termination is disabled")
+        await self.get(upload_id, principal)
+        async with self.locker.hold(upload_id, _noop):
+            info = await self.get(upload_id, principal)
+            answer = await self._hook(HookType.PRE_TERMINATE, info, request, principal)
+            if answer.reject_termination or (answer.http_response and answer.http_response.status_code >= 400):
+                raise _rejection(errors.TerminationRejected, answer)
+            await self.store.delete(upload_id, tombstone="terminated")
+        log.info("upload.terminated", upload_id=upload_id)
+        info.state = "terminated"
+        self._notify(HookType.POST_TERMINATE, info, request, principal)
+
+    # -- expiration ------------------------------------------------------------------------------------
+
+    async def sweep(self, tombstone_ttl: float = 7 * 24 * 3600.0) -> int:
+        """Delete unfinished uploads past Upload-Expires (S3: abort the multipart upload) and drop
+        tombstones older than ``tombstone_ttl``. Returns how many uploads expired."""
+        if not self.config.expiration:
+            return 0
+        now, expired = self._clock(), 0
+        async for upload_id in self.store.list_ids():
+            try:
+                expired += await self._sweep_one(upload_id, now, tombstone_ttl)
+            except errors.TusError as exc:
+                log.warning("upload.sweep_failed", upload_id=upload_id, reason=exc.code)
+        return expired
+
+    async def _sweep_one(self, upload_id: str, now: float, tombstone_ttl: float) -> int:
+        info = await self.store.get(upload_id)
+        if info.is_gone:
+            if info.updated_at + tombstone_ttl <= now:
+                await self.store.delete(upload_id)
+            return 0
+        self._set_expiry(info)
+        if info.expires_at is None or info.expires_at > now:
+            return 0
+        async with self.locker.hold(upload_id, _noop):
+            await self.store.delete(upload_id, tombstone="expired")
+        log.info("upload.expired", upload_id=upload_id, offset=info.offset, size=info.size)
+        return 1
+
+    # -- hooks -----------------------------------------------------------------------------------------
+
+    async def _hook(self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None) -> HookResponse:
+        return await self.hooks(HookEvent(kind, info, request, principal)) or NO_CHANGE
+
+    def _notify(self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None) -> None:
+        event = HookEvent(kind, UploadInfo.from_json(info.to_json()), request, principal)
+
+        async def run() -> None:
+            try:
+                await self.hooks(event)
+            except Exception:  # a notification must never take the server down
+                log.exception("hook.notify_failed", hook=kind.value, upload_id=info.id)
+
+        self._spawn_task(run)
+
+    def _spawn_task(self, job: Callable[[], Awaitable[None]]) -> None:
+        if self._spawn is None:
+            log.warning("engine.no_spawner", detail="post-* events dropped; pass spawn= to Engine")
+            return
+        self._spawn(job)
+
+
+def _noop() -> None:
+    """Release request for holders that finish on their own quickly (HEAD, finish, concat)."""
+
+
+def _rejection(kind: type[errors.UploadRejected], answer: HookResponse) -> errors.UploadRejected:
+    http = answer.http_response
+    if http is None:
+        return kind()
+    return kind(
+        http.body or None,
+        status=http.status_code or None,
+        headers=dict(http.header),
+        body=http.body or None,
+    )

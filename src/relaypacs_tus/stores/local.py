@@ -20,7 +20,7 @@ import anyio.to_thread
 
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
-from ..tus.store import UploadInfo, check_upload_id
+from ..tus.store import UploadInfo, check_document_key, check_upload_id
 
 #: Bytes gathered before one write (and hash) in a worker thread; bounds memory per PATCH.
 FLUSH_BYTES = 4 * 1024 * 1024
@@ -195,6 +195,42 @@ class LocalStore:
 
     async def aclose(self) -> None:
         return None
+
+    # -- documents (optional capability) ---------------------------------------------------------------
+
+    def _document_path(self, key: str) -> Path:
+        return self.directory / ".documents" / check_document_key(key)
+
+    async def put_document(self, key: str, data: bytes) -> None:
+        await anyio.to_thread.run_sync(self._put_document_sync, key, data)
+
+    def _put_document_sync(self, key: str, data: bytes) -> None:
+        path = self._document_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    async def get_document(self, key: str) -> bytes:
+        try:
+            return await anyio.to_thread.run_sync(self._document_path(key).read_bytes)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    async def list_documents(self, prefix: str) -> AsyncIterator[str]:
+        root = self.directory / ".documents"
+        paths = await anyio.to_thread.run_sync(lambda: [p for p in root.rglob("*") if p.is_file()])
+        for path in paths:
+            key = path.relative_to(root).as_posix()
+            if key.startswith(prefix) and not path.name.startswith("."):
+                yield key
+
+    async def delete_document(self, key: str) -> None:
+        await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
 
 
 def _write_batch(fd: int, batch: list[bytes], verifier: ChecksumVerifier | None) -> int:

@@ -59,6 +59,7 @@ class Creation:
     body: AsyncIterator[bytes] | None = None  # creation-with-upload
     content_length: int | None = None
     checksum: Checksum | None = None
+    max_size: int | None = None  # a per-upload cap set by the auth layer (upload token byte cap)
 
 
 @dataclass(slots=True)
@@ -161,7 +162,7 @@ class Engine:
             raise errors.InvalidHeader("send Upload-Length or Upload-Defer-Length, not both")
         if req.partial and not self.config.enable_concatenation:
             raise errors.ExtensionDisabled("concatenation is disabled")
-        self._check_max_size(req.length)
+        self._check_max_size(req.length, req.max_size)
         now = self._clock()
         return UploadInfo(
             id=uuid.uuid4().hex,
@@ -175,11 +176,19 @@ class Engine:
             partial_uploads=list(req.final_of),
             concat_header=req.concat_header,
             owner=principal,
+            max_size=req.max_size,
         )
 
-    def _check_max_size(self, size: int | None) -> None:
+    def _check_max_size(self, size: int | None, upload_cap: int | None = None) -> None:
         if size is not None and self.config.max_size and size > self.config.max_size:
             raise errors.MaxSizeExceeded(f"upload is larger than Tus-Max-Size ({self.config.max_size} bytes)")
+        if size is not None and upload_cap is not None and size > upload_cap:
+            raise errors.MaxSizeExceeded(f"upload is larger than this upload's cap ({upload_cap} bytes)")
+
+    def _cap(self, info: UploadInfo) -> int:
+        """Bytes the upload may reach when its length is not known yet."""
+        caps = [c for c in (self.config.max_size, info.max_size) if c]
+        return min(caps) if caps else spec.MAX_INT64
 
     def _apply_pre_create(self, info: UploadInfo, answer: HookResponse) -> None:
         if answer.reject_upload:
@@ -209,7 +218,7 @@ class Engine:
             if patch.length is not None and info.size is None:
                 info.size = patch.length
                 await self.store.save_info(info)
-            limit = (info.size if info.size is not None else (self.config.max_size or spec.MAX_INT64)) - info.offset
+            limit = (info.size if info.size is not None else self._cap(info)) - info.offset
             if patch.content_length is not None and patch.content_length > limit:
                 raise errors.UploadSizeExceeded()
             reader = BodyReader(patch.body, limit=limit, idle_timeout=self.config.network_timeout)
@@ -226,7 +235,7 @@ class Engine:
         if patch.length is not None:
             if info.size is not None and patch.length != info.size:
                 raise errors.LengthAlreadySet()
-            self._check_max_size(patch.length)
+            self._check_max_size(patch.length, info.max_size)
             if patch.length < info.offset:
                 raise errors.InvalidUploadLength("Upload-Length is smaller than the upload's offset")
         if info.is_complete:

@@ -25,6 +25,8 @@ log = structlog.get_logger("relaypacs_tus.tus")
 
 #: ASGI scope key where the auth layer leaves the authenticated principal (an opaque string).
 PRINCIPAL_SCOPE_KEY = "relaypacs.principal"
+#: ASGI scope key for a per-upload byte cap the auth layer imposes on creation (an int).
+UPLOAD_CAP_SCOPE_KEY = "relaypacs.upload_max_size"
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -156,6 +158,7 @@ class TusEndpoint:
             length=headers.parse_upload_length(length) if length is not None else None,
             deferred=headers.parse_defer_length(defer) if defer is not None else False,
             metadata=headers.parse_metadata(h.get(spec.UPLOAD_METADATA, "")),
+            max_size=request.scope.get(UPLOAD_CAP_SCOPE_KEY),
         )
         concat = h.get(spec.UPLOAD_CONCAT)
         if concat is not None:
@@ -303,4 +306,4 @@ def _hook_request(request: Request) -> HTTPRequest:
     )
 
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "Outcome", "ProxyTrust", "TusEndpoint"]
+__all__ = ["PRINCIPAL_SCOPE_KEY", "UPLOAD_CAP_SCOPE_KEY", "Outcome", "ProxyTrust", "TusEndpoint"]

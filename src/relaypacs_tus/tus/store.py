@@ -47,6 +47,7 @@ class UploadInfo:
     finished: bool = False  # the store finished it (S3: multipart completed)
     state: str = "active"  # active | rejected | terminated | expired
     owner: str | None = None  # the principal that created it (auth layer)
+    max_size: int | None = None  # a per-upload byte cap below Tus-Max-Size (e.g. an upload token's)
     extra: dict[str, Any] = field(default_factory=dict)  # app-level facts (token id, rejection reason)
     storage: dict[str, str] = field(default_factory=dict)  # where the bytes are (tusd "Storage")
 
@@ -127,3 +128,32 @@ class LocalPath(Protocol):
     """Optional capability: the finished bytes are a local file (hooks may read it in place)."""
 
     def data_path(self, upload_id: str) -> str: ...
+
+
+#: Keys of side documents: path-like, no ``..`` segment, no leading slash.
+DOCUMENT_KEY = re.compile(r"(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9][A-Za-z0-9._\-/]{0,255}")
+
+
+def check_document_key(key: str) -> str:
+    if not DOCUMENT_KEY.fullmatch(key) or "//" in key or key.endswith("/"):
+        raise ValueError(f"invalid document key {key!r}")
+    return key
+
+
+@runtime_checkable
+class Documents(Protocol):
+    """Optional capability: small named documents kept in the same storage as the uploads (processing
+    records, audit segments, token registries), so one backend holds all state. Writes are atomic
+    (a reader sees the old or the new document, never a mix)."""
+
+    async def put_document(self, key: str, data: bytes) -> None: ...
+
+    async def get_document(self, key: str) -> bytes:
+        """The document; :class:`KeyError` if there is none."""
+        ...
+
+    def list_documents(self, prefix: str) -> AsyncIterator[str]:
+        """Keys starting with ``prefix``, in no particular order."""
+        ...
+
+    async def delete_document(self, key: str) -> None: ...

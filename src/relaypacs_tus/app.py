@@ -172,7 +172,7 @@ async def _sweeper(engine: Engine, interval: int) -> None:
         try:
             expired = await engine.sweep()
             if expired:
-                log.info("sweep.done", expired=expired)
+                log.info("sweep.done", expired=len(expired))
         except Exception:
             log.exception("sweep.failed")
         await anyio.sleep(interval)

@@ -360,32 +360,36 @@ class Engine:
 
     # -- expiration ------------------------------------------------------------------------------------
 
-    async def sweep(self, tombstone_ttl: float = 7 * 24 * 3600.0) -> int:
+    async def sweep(self, tombstone_ttl: float = 7 * 24 * 3600.0) -> list[UploadInfo]:
         """Delete unfinished uploads past Upload-Expires (S3: abort the multipart upload) and drop
-        tombstones older than ``tombstone_ttl``. Returns how many uploads expired."""
+        tombstones older than ``tombstone_ttl``. Returns the uploads that expired (for the audit log)."""
         if not self.config.expiration:
-            return 0
-        now, expired = self._clock(), 0
+            return []
+        now, expired = self._clock(), []
         async for upload_id in self.store.list_ids():
             try:
-                expired += await self._sweep_one(upload_id, now, tombstone_ttl)
+                info = await self._sweep_one(upload_id, now, tombstone_ttl)
             except errors.TusError as exc:
                 log.warning("upload.sweep_failed", upload_id=upload_id, reason=exc.code)
+                continue
+            if info is not None:
+                expired.append(info)
         return expired
 
-    async def _sweep_one(self, upload_id: str, now: float, tombstone_ttl: float) -> int:
+    async def _sweep_one(self, upload_id: str, now: float, tombstone_ttl: float) -> UploadInfo | None:
         info = await self.store.get(upload_id)
         if info.is_gone:
             if info.updated_at + tombstone_ttl <= now:
                 await self.store.delete(upload_id)
-            return 0
+            return None
         self._set_expiry(info)
         if info.expires_at is None or info.expires_at > now:
-            return 0
+            return None
         async with self.locker.hold(upload_id, _noop):
             await self.store.delete(upload_id, tombstone="expired")
         log.info("upload.expired", upload_id=upload_id, offset=info.offset, size=info.size)
-        return 1
+        info.state = "expired"
+        return info
 
     # -- hooks -----------------------------------------------------------------------------------------
 

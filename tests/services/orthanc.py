@@ -1,0 +1,1 @@
+"""Test service: orthanc (filled in by its owner)."""

@@ -1,0 +1,1 @@
+"""Test service: redis (filled in by its owner)."""

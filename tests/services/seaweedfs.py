@@ -1,0 +1,1 @@
+"""Test service: seaweedfs (filled in by its owner)."""

@@ -60,6 +60,7 @@ class Creation:
     content_length: int | None = None
     checksum: Checksum | None = None
     max_size: int | None = None  # a per-upload cap set by the auth layer (upload token byte cap)
+    extra: dict[str, object] = field(default_factory=dict)  # app facts stored with the upload (token, binding)
 
 
 @dataclass(slots=True)
@@ -177,6 +178,7 @@ class Engine:
             concat_header=req.concat_header,
             owner=principal,
             max_size=req.max_size,
+            extra=dict(req.extra),
         )
 
     def _check_max_size(self, size: int | None, upload_cap: int | None = None) -> None:

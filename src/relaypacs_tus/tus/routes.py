@@ -27,6 +27,8 @@ log = structlog.get_logger("relaypacs_tus.tus")
 PRINCIPAL_SCOPE_KEY = "relaypacs.principal"
 #: ASGI scope key for a per-upload byte cap the auth layer imposes on creation (an int).
 UPLOAD_CAP_SCOPE_KEY = "relaypacs.upload_max_size"
+#: ASGI scope key for facts the auth layer wants kept with a new upload (UploadInfo.extra; a dict).
+UPLOAD_EXTRA_SCOPE_KEY = "relaypacs.upload_extra"
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -159,6 +161,7 @@ class TusEndpoint:
             deferred=headers.parse_defer_length(defer) if defer is not None else False,
             metadata=headers.parse_metadata(h.get(spec.UPLOAD_METADATA, "")),
             max_size=request.scope.get(UPLOAD_CAP_SCOPE_KEY),
+            extra=dict(request.scope.get(UPLOAD_EXTRA_SCOPE_KEY) or {}),
         )
         concat = h.get(spec.UPLOAD_CONCAT)
         if concat is not None:
@@ -306,4 +309,4 @@ def _hook_request(request: Request) -> HTTPRequest:
     )
 
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "UPLOAD_CAP_SCOPE_KEY", "Outcome", "ProxyTrust", "TusEndpoint"]
+__all__ = ["PRINCIPAL_SCOPE_KEY", "UPLOAD_CAP_SCOPE_KEY", "UPLOAD_EXTRA_SCOPE_KEY", "Outcome", "ProxyTrust", "TusEndpoint"]

@@ -24,7 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the tus server")
     _add_setting_flags(serve)
+    sub.add_parser("settings", help="print every setting, its variable and default as a markdown table")
     return parser
+
+
+def settings_table() -> str:
+    from .settings import describe
+
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{env}` | `{default}` | {doc} |" for env, default, doc in describe()]
+    return "\n".join(rows)
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -65,6 +74,9 @@ def serve(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "settings":
+        print(settings_table())
+        return 0
     try:
         settings = load_settings(args)
     except SettingsError as exc:

@@ -63,9 +63,10 @@ def serve(settings: Settings) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
+    data = settings.data_dir.resolve() if settings.store == "local" else f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
     print(
-        f"relaypacs-tus listening on http://{host}:{port}{settings.base_path} "
-        f"(store={settings.store}, data={settings.data_dir})",
+        f"relaypacs-tus listening on http://{host}:{port}/ (tus endpoint {settings.base_path}, "
+        f"store={settings.store}, data={data})",
         flush=True,
     )
     server.run(sockets=[sock])

@@ -403,11 +403,25 @@ class Engine:
 
         async def run() -> None:
             try:
-                await self.hooks(event)
+                answer = await self.hooks(event)
+                if kind is HookType.POST_RECEIVE and answer is not None and answer.stop_upload:
+                    await self._stop(event.upload.id, request, principal)
             except Exception:  # a notification must never take the server down
                 log.exception("hook.notify_failed", hook=kind.value, upload_id=info.id)
 
         self._spawn_task(run)
+
+    async def _stop(self, upload_id: str, request: HTTPRequest, principal: str | None) -> None:
+        """post-receive answered ``StopUpload``: terminate the upload as tusd does. Taking the lock asks a
+        PATCH in flight to let go; later requests get 410."""
+        async with self.locker.hold(upload_id, _noop):
+            info = await self.store.get(upload_id)
+            if info.is_gone:
+                return
+            await self.store.delete(upload_id, tombstone="terminated")
+        log.info("upload.stopped", upload_id=upload_id)
+        info.state = "terminated"
+        self._notify(HookType.POST_TERMINATE, info, request, principal)
 
     def _spawn_task(self, job: Callable[[], Awaitable[None]]) -> None:
         if self._spawn is None:

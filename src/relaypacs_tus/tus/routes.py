@@ -73,7 +73,8 @@ class TusEndpoint:
         return [
             Route(self.base_path, self._collection, methods=methods, name="tus_collection"),
             Route(self.base_path.rstrip("/"), self._collection, methods=methods),
-            Route(self.base_path + "{upload_id:str}", self._resource, methods=methods, name="tus_upload"),
+            # ``path`` (not ``str``) so that ids with "/" ("../", "%2F") reach the engine and get its tus 404.
+            Route(self.base_path + "{upload_id:path}", self._resource, methods=methods, name="tus_upload"),
         ]
 
     # -- dispatch --------------------------------------------------------------------------------------
@@ -97,7 +98,7 @@ class TusEndpoint:
         try:
             handler = handlers.get(method)
             if handler is None:
-                raise errors.MethodNotAllowed()
+                raise errors.MethodNotAllowed(headers={"Allow": ", ".join(handlers)})
             if method != "OPTIONS":
                 headers.parse_tus_resumable(request.headers.get(spec.TUS_RESUMABLE))
             response = await handler(request)  # type: ignore[misc]

@@ -49,7 +49,9 @@ def event_from_tusd(data: object) -> HookEvent:
         partial_uploads=[str(p) for p in (_field(upload, "PartialUploads") or [])],
         storage={str(k): str(v) for k, v in (_field(upload, "Storage") or {}).items()},
     )
-    header = {str(k): [str(x) for x in v] for k, v in (_field(http, "Header") or {}).items() if isinstance(v, list)}
+    header = {
+        str(k): [str(x) for x in v] for k, v in (_field(http, "Header") or {}).items() if isinstance(v, list)
+    }
     request = HTTPRequest(
         method=str(_field(http, "Method") or ""),
         uri=str(_field(http, "URI") or ""),
@@ -84,4 +86,8 @@ def response_to_tusd(response: HookResponse) -> dict[str, Any]:
 def hook_environment(event: HookEvent) -> dict[str, str]:
     """What tusd adds to a file hook's environment. ``TUS_ID`` is empty in pre-create (no id yet)."""
     payload = event.to_tusd()["Event"]["Upload"]
-    return {"TUS_ID": str(payload["ID"]), "TUS_SIZE": str(payload["Size"]), "TUS_OFFSET": str(payload["Offset"])}
+    return {
+        "TUS_ID": str(payload["ID"]),
+        "TUS_SIZE": str(payload["Size"]),
+        "TUS_OFFSET": str(payload["Offset"]),
+    }

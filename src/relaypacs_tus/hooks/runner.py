@@ -25,7 +25,13 @@ log = structlog.get_logger("relaypacs_tus.hooks")
 
 #: tusd's ``-hooks-enabled-events`` default (``cmd/tusd/cli/flags.go``): pre-finish and pre-terminate are off.
 TUSD_DEFAULT_EVENTS = frozenset(
-    {HookType.PRE_CREATE, HookType.POST_CREATE, HookType.POST_RECEIVE, HookType.POST_TERMINATE, HookType.POST_FINISH}
+    {
+        HookType.PRE_CREATE,
+        HookType.POST_CREATE,
+        HookType.POST_RECEIVE,
+        HookType.POST_TERMINATE,
+        HookType.POST_FINISH,
+    }
 )
 
 
@@ -99,7 +105,8 @@ class HookRunner:
                 result = await transport(event)
             except HookError as exc:
                 log.error(
-                    "hook.failed", hook=event.type.value, transport=exc.transport, upload_id=event.upload.id or None,
+                    "hook.failed", hook=event.type.value, transport=exc.transport,
+                    upload_id=event.upload.id or None,
                     reason=exc.reason,
                 )  # fmt: skip
                 if event.type.is_blocking:

@@ -15,6 +15,7 @@ what an error means for the request (tusd: 500 for blocking events, a log line o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -139,10 +140,14 @@ class FileHooks:
                 start_new_session=True,  # its own process group, so a timeout kills its children too
             )
         except OSError as exc:
-            raise HookError(f"cannot run hook program {event.type.value}: {exc.strerror}", transport=self.name) from exc
+            raise HookError(
+                f"cannot run hook program {event.type.value}: {exc.strerror}", transport=self.name
+            ) from exc
         output = await self._communicate(process, payload, event.type.value)
         if process.returncode != 0:
-            raise HookError(f"hook program {event.type.value} exited with {process.returncode}", transport=self.name)
+            raise HookError(
+                f"hook program {event.type.value} exited with {process.returncode}", transport=self.name
+            )
         return parse_answer(output, transport=self.name)
 
     async def _communicate(self, process: anyio.abc.Process, payload: bytes, name: str) -> bytes:
@@ -157,7 +162,9 @@ class FileHooks:
             _kill_group(process)
             with anyio.CancelScope(shield=True):
                 await process.wait()
-            raise HookError(f"hook program {name} timed out after {self.timeout:g}s", transport=self.name) from None
+            raise HookError(
+                f"hook program {name} timed out after {self.timeout:g}s", transport=self.name
+            ) from None
         finally:
             await process.aclose()
         if sum(len(c) for c in chunks) > MAX_ANSWER_BYTES:
@@ -186,10 +193,8 @@ async def _drain(process: anyio.abc.Process, chunks: list[bytes]) -> None:
 
 
 def _kill_group(process: anyio.abc.Process) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class HttpHooks:
@@ -220,7 +225,9 @@ class HttpHooks:
             if attempt:
                 await anyio.sleep(self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))  # noqa: S311
             try:
-                response = await self._client.post(self.url, content=body, headers=headers, timeout=self.timeout)
+                response = await self._client.post(
+                    self.url, content=body, headers=headers, timeout=self.timeout
+                )
             except httpx.TransportError as exc:
                 reason = f"hook endpoint unreachable ({type(exc).__name__})"
                 log.warning("hook.http_retry", hook=event.type.value, attempt=attempt + 1, reason=reason)

@@ -1,0 +1,425 @@
+"""Pure-ASGI authentication and limits in front of the tus endpoint and the status and token APIs.
+
+Per request on a protected path: verify the bearer token (401/403 on failure, with ``Tus-Resumable`` and
+``WWW-Authenticate``, never a trace), set ``scope["relaypacs.principal"]``; on creation, apply rate limits
+(429 + Retry-After) and, with an upload token, take one use from it and set the per-upload byte cap and
+the facts kept with the upload (contracts.md section 5); on PATCH, cap concurrent uploads per principal and
+throttle body bytes per principal and per client address. Public paths (health, the PWA's files) and
+OPTIONS (tus discovery; CORS preflights are answered further out) pass untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from ..coordination.base import ConcurrencyLimiter, RateLimiter
+from ..tus.routes import PRINCIPAL_SCOPE_KEY, UPLOAD_CAP_SCOPE_KEY, UPLOAD_EXTRA_SCOPE_KEY
+from .registry import LimitExceeded, Reservation, UploadTokens
+from .tokens import AuthError, CallerVerifier, Identity, is_upload_token
+
+log = structlog.get_logger("relaypacs_tus.auth")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Audit = Callable[[str, dict[str, object]], Awaitable[None]]
+
+IDENTITY_SCOPE_KEY = "relaypacs.identity"
+REALM = "relaypacs-tus"
+
+
+class Route(enum.Enum):
+    PUBLIC = "public"
+    CREATE = "create"  # POST to the tus collection
+    UPLOAD = "upload"  # HEAD/PATCH/DELETE/... on an upload
+    STATUS = "status"  # the status API
+    ISSUE = "issue"  # POST /auth/upload-tokens and other caller-only auth routes
+    CURRENT = "current"  # GET /auth/upload-tokens/current
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    per_second: float
+    burst: float
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    creates_per_principal: Rate | None = None
+    creates_per_address: Rate | None = None
+    bytes_per_principal: Rate | None = None
+    bytes_per_address: Rate | None = None
+    concurrent_per_principal: int = 0  # simultaneous PATCH bodies; 0 = no cap
+    max_debt_seconds: float = 2.0  # bytes/s debt beyond which a new PATCH is refused instead of throttled
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    """Which tokens each route takes. ``upload_role``/``issue_role`` empty = any valid caller token."""
+
+    caller: CallerVerifier
+    uploads: UploadTokens
+    upload_role: str = "relaypacs.upload"
+    issue_role: str = "relaypacs.issue"
+
+    async def identify(self, authorization: str | None, route: Route) -> Identity:
+        token = _bearer(authorization)
+        if is_upload_token(token):
+            identity = self.uploads.signer.verify(token)
+            if route in (Route.ISSUE,):
+                raise AuthError("wrong_kind", "An upload link cannot issue upload links; sign in instead.")
+            assert identity.token_id is not None
+            await self.uploads.grant(identity.token_id)  # known, and within its resume horizon
+            return identity
+        identity = await self.caller.verify(token)
+        if route is Route.CURRENT:
+            raise AuthError("wrong_kind", "This needs an upload link's token.")
+        role = self.issue_role if route is Route.ISSUE else self.upload_role
+        if role and role not in identity.roles:
+            raise AuthError("insufficient_scope", f"Your account lacks the role {role!r}.", status=403)
+        return identity
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise AuthError("missing_token", "Sign in first: this request needs an Authorization: Bearer token.")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("invalid_token", "The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+class AuthMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        base_path: str = "/files/",
+        authenticator: Authenticator | None = None,
+        limiter: RateLimiter,
+        slots: ConcurrencyLimiter,
+        limits: Limits = Limits(),
+        audit: Audit | None = None,
+        protected_prefixes: tuple[str, ...] = ("/uploads/", "/batches/"),
+    ) -> None:
+        self.app = app
+        self.base = "/" + base_path.strip("/") + "/"
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.slots = slots
+        self.limits = limits
+        self.audit = audit
+        self.protected = protected_prefixes
+
+    # -- routing ---------------------------------------------------------------------------------------
+
+    def classify(self, scope: Scope) -> Route:
+        path, method = str(scope["path"]), _method(scope)
+        if path in (self.base, self.base.rstrip("/")):
+            return Route.PUBLIC if method == "OPTIONS" else Route.CREATE if method == "POST" else Route.UPLOAD
+        if path.startswith(self.base):
+            return Route.PUBLIC if method == "OPTIONS" else Route.UPLOAD
+        if path.startswith(self.protected):
+            return Route.STATUS
+        if path.rstrip("/") == "/auth/upload-tokens/current":
+            return Route.CURRENT
+        if path == "/auth" or path.startswith("/auth/"):
+            return Route.ISSUE
+        return Route.PUBLIC
+
+    # -- ASGI ------------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = self.classify(scope)
+        if route is Route.PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        address = _client(scope)
+        try:
+            identity = await self._identify(scope, route)
+        except AuthError as exc:
+            await self._refuse_auth(scope, send, exc, route, address)
+            return
+        principal = identity.principal if identity else None
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        scope[IDENTITY_SCOPE_KEY] = identity
+        await self._limited(scope, receive, send, route, identity, address)
+
+    async def _identify(self, scope: Scope, route: Route) -> Identity | None:
+        if self.authenticator is None:
+            if route in (Route.ISSUE, Route.CURRENT):
+                raise AuthError(
+                    "auth_off", "Upload links are not available: authentication is off.", status=404
+                )
+            return None
+        return await self.authenticator.identify(_header(scope, b"authorization"), route)
+
+    async def _limited(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        identity: Identity | None,
+        address: str,
+    ) -> None:
+        subject = identity.principal if identity else f"address:{address}"
+        streaming = _method(scope) == "PATCH" or (route is Route.CREATE and _has_body(scope))
+        wait = await self._creation_wait(subject, address) if route is Route.CREATE else 0.0
+        if not wait and streaming:
+            wait = await self._bytes_debt(subject, address)
+        if wait:
+            await self._too_many(scope, send, wait, subject, address, "rate")
+            return
+        async with self._slot(subject if streaming else None) as granted:
+            if not granted:
+                await self._too_many(scope, send, 1.0, subject, address, "concurrent_uploads")
+                return
+            try:
+                reservation = await self._reserve(scope, route, identity)
+            except (AuthError, LimitExceeded) as exc:
+                await self._refuse_reservation(scope, send, exc, route, address, identity)
+                return
+            status: dict[str, Any] = {}
+            try:
+                body = self._throttled(receive, subject, address) if streaming else receive
+                await self.app(scope, body, _watch(send, status))
+            finally:
+                if reservation is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._settle(reservation, status)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, subject: str | None) -> AsyncIterator[bool]:
+        """One of the principal's concurrent-upload slots (always granted when not capped)."""
+        cap = self.limits.concurrent_per_principal
+        if subject is None or not cap:
+            yield True
+            return
+        key = f"uploads:{subject}"
+        if not await self.slots.acquire(key, cap):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.slots.release(key)
+
+    # -- upload tokens ---------------------------------------------------------------------------------
+
+    async def _reserve(self, scope: Scope, route: Route, identity: Identity | None) -> Reservation | None:
+        if (
+            route is not Route.CREATE
+            or identity is None
+            or identity.kind != "upload"
+            or self.authenticator is None
+        ):
+            return None
+        if (_header(scope, b"upload-concat") or "").strip().lower().startswith("final"):
+            return None  # joins this token's own partial uploads: no new bytes, no new use
+        length = _header(scope, b"upload-length")
+        declared = int(length) if length is not None and length.strip().isdigit() else None
+        assert identity.token_id is not None
+        reservation = await self.authenticator.uploads.reserve(identity.token_id, declared)
+        if reservation.upload_cap is not None:
+            scope[UPLOAD_CAP_SCOPE_KEY] = reservation.upload_cap
+        scope[UPLOAD_EXTRA_SCOPE_KEY] = reservation.extra
+        return reservation
+
+    async def _settle(self, reservation: Reservation, status: dict[str, Any]) -> None:
+        assert self.authenticator is not None
+        tokens = self.authenticator.uploads
+        try:
+            if status.get("status") == 201 and status.get("location"):
+                await tokens.attach(
+                    reservation.token_id, str(status["location"]).rstrip("/").rsplit("/", 1)[-1]
+                )
+            elif status.get("status") != 201:
+                await tokens.cancel(reservation)
+        except Exception:  # bookkeeping must not turn a finished request into an error
+            log.exception("auth.token_settle_failed", token_id=reservation.token_id)
+
+    # -- limits ----------------------------------------------------------------------------------------
+
+    async def _creation_wait(self, subject: str, address: str) -> float:
+        waits = []
+        for key, rate in ((f"create:{subject}", self.limits.creates_per_principal),
+                          (f"create-addr:{address}", self.limits.creates_per_address)):  # fmt: skip
+            if rate is not None:
+                waits.append(await self.limiter.hit(key, 1, rate=rate.per_second, burst=rate.burst))
+        return max(waits, default=0.0)
+
+    def _byte_buckets(self, subject: str, address: str) -> list[tuple[str, Rate]]:
+        pairs = ((f"bytes:{subject}", self.limits.bytes_per_principal),
+                 (f"bytes-addr:{address}", self.limits.bytes_per_address))  # fmt: skip
+        return [(k, r) for k, r in pairs if r is not None]
+
+    async def _bytes_debt(self, subject: str, address: str) -> float:
+        waits = [await self.limiter.hit(k, 0, rate=r.per_second, burst=r.burst)
+                 for k, r in self._byte_buckets(subject, address)]  # fmt: skip
+        debt = max(waits, default=0.0)
+        return debt if debt > self.limits.max_debt_seconds else 0.0
+
+    def _throttled(self, receive: Receive, subject: str, address: str) -> Receive:
+        buckets = self._byte_buckets(subject, address)
+        if not buckets:
+            return receive
+
+        async def throttled() -> Message:
+            message = await receive()
+            size = len(message.get("body", b"")) if message["type"] == "http.request" else 0
+            if size:
+                waits = [
+                    await self.limiter.debit(k, size, rate=r.per_second, burst=r.burst) for k, r in buckets
+                ]
+                if max(waits):
+                    await anyio.sleep(max(waits))
+            return message
+
+        return throttled
+
+    # -- refusals --------------------------------------------------------------------------------------
+
+    async def _refuse_auth(
+        self, scope: Scope, send: Send, exc: AuthError, route: Route, address: str
+    ) -> None:
+        log.info("auth.refused", code=exc.code, route=route.value, method=_method(scope), client=address)
+        await self._audit_failure(
+            "auth.failure",
+            address,
+            {"code": exc.code, "route": route.value, "method": _method(scope), "client": address},
+        )
+        if exc.status == 404:
+            await _respond(scope, send, 404, {"error": "not_found", "message": exc.message})
+            return
+        www = f'Bearer realm="{REALM}", error="{exc.bearer_error}", error_description="{exc.code}"'
+        error = "insufficient_scope" if exc.status == 403 else "invalid_token"
+        await _respond(scope, send, exc.status, {"error": error, "message": exc.message},
+                       {"www-authenticate": www})  # fmt: skip
+
+    async def _refuse_reservation(
+        self, scope: Scope, send: Send, exc: Exception, route: Route, address: str, identity: Identity | None
+    ) -> None:
+        if isinstance(exc, AuthError):
+            exc_token = identity.token_id if identity else None
+            log.info("auth.token_refused", code=exc.code, token_id=exc_token, client=address)
+            await self._audit_failure(
+                "auth.failure",
+                address,
+                {
+                    "code": exc.code,
+                    "route": route.value,
+                    "token_id": exc_token,
+                    "client": address,
+                    "principal": identity.principal if identity else None,
+                },
+            )
+            www = f'Bearer realm="{REALM}", error="invalid_token", error_description="{exc.code}"'
+            await _respond(scope, send, 401, {"error": "invalid_token", "message": exc.message},
+                           {"www-authenticate": www})  # fmt: skip
+            return
+        await self._audit_failure(
+            "upload.rejected",
+            address,
+            {
+                "code": "token_byte_cap",
+                "client": address,
+                "principal": identity.principal if identity else None,
+            },
+        )
+        await _respond(scope, send, 413, {"error": "too_large", "message": str(exc)})
+
+    async def _too_many(
+        self, scope: Scope, send: Send, wait: float, subject: str, address: str, kind: str
+    ) -> None:
+        retry = max(1, math.ceil(wait))
+        log.info("limit.exceeded", limit=kind, principal=subject, client=address, retry_after=retry)
+        await self._audit_failure(
+            "limit.exceeded", address, {"limit": kind, "principal": subject, "client": address}
+        )
+        await _respond(scope, send, 429, {"error": "rate_limited",
+                                          "message": f"Too many requests; retry in {retry} s."},
+                       {"retry-after": str(retry)})  # fmt: skip
+
+    async def _audit_failure(self, event: str, address: str, fields: dict[str, object]) -> None:
+        """Failures are audited, but at most ~1/s per client address: an attacker must not be able to
+        grow the audit log without bound."""
+        if self.audit is None:
+            return
+        if await self.limiter.hit(f"audit:{address}", 1, rate=1.0, burst=20.0):
+            log.info("audit.suppressed", audit_event=event, client=address)
+            return
+        try:
+            await self.audit(event, {k: v for k, v in fields.items() if v is not None})
+        except Exception:
+            log.exception("audit.write_failed", audit_event=event)
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _method(scope: Scope) -> str:
+    override = _header(scope, b"x-http-method-override")
+    return (override or str(scope.get("method", "GET"))).strip().upper()
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _has_body(scope: Scope) -> bool:
+    length = (_header(scope, b"content-length") or "").strip()
+    return (bool(length) and length != "0") or "chunked" in (
+        _header(scope, b"transfer-encoding") or ""
+    ).lower()
+
+
+def _watch(send: Send, status: dict[str, Any]) -> Send:
+    async def watched(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            status["status"] = message["status"]
+            for key, value in message.get("headers", ()):
+                if bytes(key).lower() == b"location":
+                    status["location"] = bytes(value).decode("latin-1")
+        await send(message)
+
+    return watched
+
+
+async def _respond(scope: Scope, send: Send, status: int, body: dict[str, str],
+                   headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    data = b"" if _method(scope) == "HEAD" else json.dumps(body).encode()
+    hdrs = {"content-type": "application/json", "cache-control": "no-store", "tus-resumable": "1.0.0",
+            "content-length": str(len(data)), **(headers or {})}  # fmt: skip
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()]})  # fmt: skip
+    with contextlib.suppress(OSError):
+        await send({"type": "http.response.body", "body": data})
+
+
+def _now() -> float:
+    return time.time()

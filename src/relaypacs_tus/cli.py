@@ -59,6 +59,9 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         access_log=False,
         timeout_keep_alive=75,
+        # h11, not httptools: uvicorn's httptools protocol accepts a header block of any size (a 10 MB
+        # header was answered 200), h11 refuses one over 64 KiB. Measured cost: ~10% of PATCH throughput.
+        http="h11",
         h11_max_incomplete_event_size=64 * 1024,
         server_header=False,
     )

@@ -4,6 +4,7 @@ the hook seam. No HTTP framework here: the adapter in :mod:`routes` parses reque
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,12 +13,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from . import errors, spec
-from .body import BodyReader, empty_body
+from .body import BodyReader
 from .checksum import ChecksumVerifier
+from .concat import Concatenation
 from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPRequest, NoHooks
 from .headers import Checksum, Metadata, format_metadata
 from .locks import Locker, MemoryLocker
 from .store import UPLOAD_ID, UploadInfo, UploadStore, check_upload_id
+from .sweep import Sweeper
 
 log = structlog.get_logger("relaypacs_tus.tus")
 
@@ -60,7 +63,9 @@ class Creation:
     content_length: int | None = None
     checksum: Checksum | None = None
     max_size: int | None = None  # a per-upload cap set by the auth layer (upload token byte cap)
-    extra: dict[str, object] = field(default_factory=dict)  # app facts stored with the upload (token, binding)
+    extra: dict[str, object] = field(
+        default_factory=dict
+    )  # app facts stored with the upload (token, binding)
 
 
 @dataclass(slots=True)
@@ -98,7 +103,8 @@ class Engine:
         self.locker: Locker = locker or MemoryLocker()
         self.hooks: Hooks = hooks or NoHooks()
         self._spawn = spawn
-        self._clock = clock
+        self.clock = clock
+        self.concat = Concatenation(store, self.locker, get=self.get, finish=self.finish)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -115,12 +121,14 @@ class Engine:
             raise errors.UploadNotFound()
         if info.is_gone:
             raise errors.UploadGone()
-        self._set_expiry(info)
-        if info.expires_at is not None and info.expires_at <= self._clock():
+        self.set_expiry(info)
+        if info.expires_at is not None and info.expires_at <= self.clock():
             raise errors.UploadGone("upload expired")
         return info
 
-    def _set_expiry(self, info: UploadInfo) -> None:
+    def set_expiry(self, info: UploadInfo) -> None:
+        """Set ``info.expires_at`` ("Expiration"): an unfinished upload expires ``expiration`` seconds after
+        its last byte arrived; a complete one (or a concatenated final) never does."""
         if self.config.expiration and not info.is_complete and not (info.is_final and info.finished):
             info.expires_at = max(info.created_at, info.updated_at) + self.config.expiration
         else:
@@ -129,26 +137,33 @@ class Engine:
     # -- creation --------------------------------------------------------------------------------------
 
     async def create(self, req: Creation, request: HTTPRequest, principal: str | None = None) -> Outcome:
-        """"creation" (+ "creation-with-upload", "creation-defer-length", "concatenation")."""
+        """ "creation" (+ "creation-with-upload", "creation-defer-length", "concatenation")."""
         info = self._new_info(req, principal)
-        partials = await self._load_partials(req.final_of, principal) if req.final_of else []
+        partials = await self.concat.load_partials(req.final_of, principal) if req.final_of else []
         if partials:
-            sizes = [p.size for p in partials]
-            info.size = None if None in sizes else sum(s for s in sizes if s is not None)
-            self._check_max_size(info.size)
+            info.size = self.concat.size_of(partials)
+            self._check_max_size(info.size, info.max_size)
         answer = await self._hook(HookType.PRE_CREATE, info, request, principal)
         self._apply_pre_create(info, answer)
         await self.store.create(info)
-        log.info("upload.created", upload_id=info.id, size=info.size, partial=info.is_partial, final=info.is_final)
+        log.info(
+            "upload.created", upload_id=info.id, size=info.size, partial=info.is_partial, final=info.is_final
+        )
         self._notify(HookType.POST_CREATE, info, request, principal)
-        if partials:
-            await self._link_final(info, partials)
-            return Outcome(await self._try_concat(info.id, request, principal))
-        if req.body is not None:
-            patch = Patch(offset=0, body=req.body, content_length=req.content_length, checksum=req.checksum)
-            return await self.append(info.id, patch, request, principal)
-        if info.size == 0:
-            return await self._locked_finish(info, request, principal)
+        try:
+            if partials:
+                await self.concat.link(info, partials)
+                await self.concat.attempt(info.id, request, principal)
+            elif req.body is not None:
+                patch = Patch(
+                    offset=0, body=req.body, content_length=req.content_length, checksum=req.checksum
+                )
+                return await self.append(info.id, patch, request, principal)
+            elif info.size == 0:
+                return await self._locked_finish(info, request, principal)
+        except errors.TusError as exc:
+            exc.upload_id = info.id  # the upload exists: the adapter still tells the client where
+            raise
         return Outcome(await self.get(info.id, principal))
 
     def _new_info(self, req: Creation, principal: str | None) -> UploadInfo:
@@ -164,7 +179,7 @@ class Engine:
         if req.partial and not self.config.enable_concatenation:
             raise errors.ExtensionDisabled("concatenation is disabled")
         self._check_max_size(req.length, req.max_size)
-        now = self._clock()
+        now = self.clock()
         return UploadInfo(
             id=uuid.uuid4().hex,
             size=req.length,
@@ -205,8 +220,10 @@ class Engine:
 
     # -- append ----------------------------------------------------------------------------------------
 
-    async def append(self, upload_id: str, patch: Patch, request: HTTPRequest, principal: str | None = None) -> Outcome:
-        """"PATCH": write the body at ``patch.offset``; finish the upload when the last byte is in."""
+    async def append(
+        self, upload_id: str, patch: Patch, request: HTTPRequest, principal: str | None = None
+    ) -> Outcome:
+        """ "PATCH": write the body at ``patch.offset``; finish the upload when the last byte is in."""
         await self.get(upload_id, principal)
         reader: BodyReader | None = None
 
@@ -224,9 +241,16 @@ class Engine:
             if patch.content_length is not None and patch.content_length > limit:
                 raise errors.UploadSizeExceeded()
             reader = BodyReader(patch.body, limit=limit, idle_timeout=self.config.network_timeout)
-            await self._write(info, reader, patch.checksum, request, principal)
+            try:
+                await self._write(info, reader, patch.checksum, request, principal)
+            except errors.TusError:
+                # The bytes kept before the failure (excess body, timeout, disconnect) may have completed
+                # the upload: finish it now, or it would wait forever for a PATCH no client will send.
+                if info.is_complete and not info.finished:
+                    await self.finish(info, request, principal)
+                raise
             if info.is_complete:
-                return await self._finish(info, request, principal)
+                return await self.finish(info, request, principal)
             return Outcome(info)
 
     def _check_patch(self, info: UploadInfo, patch: Patch) -> None:
@@ -244,7 +268,12 @@ class Engine:
             raise errors.UploadSizeExceeded("upload is already complete")
 
     async def _write(
-        self, info: UploadInfo, body: BodyReader, checksum: Checksum | None, request: HTTPRequest, principal: str | None
+        self,
+        info: UploadInfo,
+        body: BodyReader,
+        checksum: Checksum | None,
+        request: HTTPRequest,
+        principal: str | None,
     ) -> None:
         verifier = ChecksumVerifier(checksum) if checksum else None
         start = info.offset
@@ -257,8 +286,8 @@ class Engine:
             if info.offset != start:
                 self._notify(HookType.POST_RECEIVE, info, request, principal)
             raise
-        info.updated_at = self._clock()
-        self._set_expiry(info)
+        info.updated_at = self.clock()
+        self.set_expiry(info)
         log.info("upload.patch", upload_id=info.id, offset=info.offset, received=info.offset - start)
         self._notify(HookType.POST_RECEIVE, info, request, principal)
 
@@ -266,14 +295,15 @@ class Engine:
 
     async def _locked_finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
         async with self.locker.hold(info.id, _noop):
-            return await self._finish(await self.store.get(info.id), request, principal)
+            return await self.finish(await self.store.get(info.id), request, principal)
 
-    async def _finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
-        """The last byte is in: let the store finish, ask pre-finish, then notify post-finish."""
+    async def finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
+        """The last byte is in: let the store finish, ask pre-finish, then notify post-finish. The caller
+        holds the upload's lock. A pre-finish rejection is recorded on the upload and raised."""
         if not info.finished:
             await self.store.finish(info)
             info.finished = True
-        self._set_expiry(info)
+        self.set_expiry(info)
         answer = await self._hook(HookType.PRE_FINISH, info, request, principal)
         http = answer.http_response
         if http is not None and http.status_code >= 400:
@@ -286,74 +316,22 @@ class Engine:
         self._notify(HookType.POST_FINISH, info, request, principal)
         if info.is_partial:
             for final_id in list(info.final_uploads):
-                self._spawn_task(lambda f=final_id: self._concat_quietly(f, request, principal))
+                self._spawn_task(functools.partial(self.concat.quietly, final_id, request, principal))
         return Outcome(info, dict(http.header) if http else {})
-
-    # -- concatenation ---------------------------------------------------------------------------------
-
-    async def _load_partials(self, ids: tuple[str, ...], principal: str | None) -> list[UploadInfo]:
-        partials = []
-        for upload_id in ids:
-            info = await self.get(upload_id, principal)
-            if not info.is_partial:
-                raise errors.NotPartial()
-            partials.append(info)
-        return partials
-
-    async def _link_final(self, final: UploadInfo, partials: list[UploadInfo]) -> None:
-        """Record the final upload on each unfinished partial, so finishing it resumes concatenation."""
-        for partial in partials:
-            if partial.is_complete:
-                continue
-            async with self.locker.hold(partial.id, _noop):
-                fresh = await self.store.get(partial.id)
-                if final.id not in fresh.final_uploads:
-                    fresh.final_uploads.append(final.id)
-                    await self.store.save_info(fresh)
-
-    async def _concat_quietly(self, final_id: str, request: HTTPRequest, principal: str | None) -> None:
-        try:
-            await self._try_concat(final_id, request, principal)
-        except errors.TusError as exc:
-            log.warning("upload.concat_failed", upload_id=final_id, reason=exc.code)
-
-    async def _try_concat(self, final_id: str, request: HTTPRequest, principal: str | None) -> UploadInfo:
-        """"concatenation-unfinished": concatenate once every partial is complete; until then the final
-        upload waits (and learns its length as soon as every partial's length is known)."""
-        async with self.locker.hold(final_id, _noop):
-            final = await self.store.get(final_id)
-            if final.finished:
-                return final
-            partials = [await self.store.get(p) for p in final.partial_uploads]
-            if any(p.is_gone for p in partials):
-                raise errors.UploadGone("a partial upload of this final upload is gone")
-            sizes = [p.size for p in partials]
-            if final.size is None and None not in sizes:
-                final.size = sum(s for s in sizes if s is not None)
-                await self.store.save_info(final)
-            if not all(p.is_complete for p in partials):
-                return final
-            await self.store.append(final, self._chain(partials), None)
-            final.offset = final.size or 0
-            await self._finish(final, request, principal)
-            return final
-
-    async def _chain(self, partials: list[UploadInfo]) -> AsyncIterator[bytes]:
-        for partial in partials:
-            async for chunk in self.store.read(partial.id):
-                yield chunk
 
     # -- termination -----------------------------------------------------------------------------------
 
     async def terminate(self, upload_id: str, request: HTTPRequest, principal: str | None = None) -> None:
-        """"termination": DELETE removes the upload; later requests get 410."""
+        """ "termination": DELETE removes the upload; later requests get 410."""
         if not self.config.enable_termination:
             raise errors.MethodNotAllowed("termination is disabled")
         await self.get(upload_id, principal)
         async with self.locker.hold(upload_id, _noop):
             info = await self.get(upload_id, principal)
             answer = await self._hook(HookType.PRE_TERMINATE, info, request, principal)
-            if answer.reject_termination or (answer.http_response and answer.http_response.status_code >= 400):
+            if answer.reject_termination or (
+                answer.http_response and answer.http_response.status_code >= 400
+            ):
                 raise _rejection(errors.TerminationRejected, answer)
             await self.store.delete(upload_id, tombstone="terminated")
         log.info("upload.terminated", upload_id=upload_id)
@@ -363,40 +341,23 @@ class Engine:
     # -- expiration ------------------------------------------------------------------------------------
 
     async def sweep(self, tombstone_ttl: float = 7 * 24 * 3600.0) -> list[UploadInfo]:
-        """Delete unfinished uploads past Upload-Expires (S3: abort the multipart upload) and drop
-        tombstones older than ``tombstone_ttl``. Returns the uploads that expired (for the audit log)."""
-        if not self.config.expiration:
-            return []
-        now, expired = self._clock(), []
-        async for upload_id in self.store.list_ids():
-            try:
-                info = await self._sweep_one(upload_id, now, tombstone_ttl)
-            except errors.TusError as exc:
-                log.warning("upload.sweep_failed", upload_id=upload_id, reason=exc.code)
-                continue
-            if info is not None:
-                expired.append(info)
-        return expired
-
-    async def _sweep_one(self, upload_id: str, now: float, tombstone_ttl: float) -> UploadInfo | None:
-        info = await self.store.get(upload_id)
-        if info.is_gone:
-            if info.updated_at + tombstone_ttl <= now:
-                await self.store.delete(upload_id)
-            return None
-        self._set_expiry(info)
-        if info.expires_at is None or info.expires_at > now:
-            return None
-        async with self.locker.hold(upload_id, _noop):
-            await self.store.delete(upload_id, tombstone="expired")
-        log.info("upload.expired", upload_id=upload_id, offset=info.offset, size=info.size)
-        info.state = "expired"
-        return info
+        """One pass of the background sweeper (expiration and recovery); see :class:`sweep.Sweeper`."""
+        return await Sweeper(self, tombstone_ttl).run()
 
     # -- hooks -----------------------------------------------------------------------------------------
 
-    async def _hook(self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None) -> HookResponse:
-        return await self.hooks(HookEvent(kind, info, request, principal)) or NO_CHANGE
+    async def _hook(
+        self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None
+    ) -> HookResponse:
+        """A blocking event. A hook that raises (crash, timeout) fails the request with 500, as in tusd;
+        a hook that wants to refuse answers with a rejection instead."""
+        try:
+            return await self.hooks(HookEvent(kind, info, request, principal)) or NO_CHANGE
+        except errors.TusError:
+            raise
+        except Exception as exc:
+            log.exception("hook.failed", hook=kind.value, upload_id=info.id)
+            raise errors.HookFailed() from exc
 
     def _notify(self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None) -> None:
         event = HookEvent(kind, UploadInfo.from_json(info.to_json()), request, principal)

@@ -17,6 +17,9 @@ class TusError(Exception):
     def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
         self.message = message or type(self).message
         self.headers: dict[str, str] = dict(headers or {})
+        #: Set when the request created an upload before failing (creation-with-upload, concatenation),
+        #: so the adapter can still send its Location and the client can resume it.
+        self.upload_id: str | None = None
         super().__init__(self.message)
 
 
@@ -220,6 +223,14 @@ class ExtensionDisabled(TusError):
     status = 400
     code = "ERR_EXTENSION_DISABLED"
     message = "this extension is disabled on this server"
+
+
+class HookFailed(TusError):
+    """A blocking (pre-*) hook failed or timed out, so the request could not be decided (500, as tusd)."""
+
+    status = 500
+    code = "ERR_HOOK_FAILED"
+    message = "a server hook failed; try again later"
 
 
 class StoreUnavailable(TusError):

@@ -18,7 +18,9 @@ from . import errors
 
 
 class Locker(Protocol):
-    def hold(self, upload_id: str, on_release_request: Callable[[], None]) -> contextlib.AbstractAsyncContextManager[None]:
+    def hold(
+        self, upload_id: str, on_release_request: Callable[[], None]
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the upload's lock for the block, or raise :class:`errors.UploadLocked`."""
         ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -29,6 +29,7 @@ PRINCIPAL_SCOPE_KEY = "relaypacs.principal"
 UPLOAD_CAP_SCOPE_KEY = "relaypacs.upload_max_size"
 #: ASGI scope key for facts the auth layer wants kept with a new upload (UploadInfo.extra; a dict).
 UPLOAD_EXTRA_SCOPE_KEY = "relaypacs.upload_extra"
+Handler = Callable[[Request], Awaitable[Response]]
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -61,7 +62,9 @@ class ProxyTrust:
 class TusEndpoint:
     """Holds the engine and adapter settings; :meth:`routes` gives the Starlette routes."""
 
-    def __init__(self, engine: Engine, *, base_path: str = "/files/", proxies: ProxyTrust | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, base_path: str = "/files/", proxies: ProxyTrust | None = None
+    ) -> None:
         self.engine = engine
         self.base_path = "/" + base_path.strip("/") + "/"
         self.proxies = proxies or ProxyTrust()
@@ -81,12 +84,12 @@ class TusEndpoint:
 
     async def _collection(self, request: Request) -> Response:
         method = _method(request)
-        handlers: dict[str, Callable[[Request], object]] = {"POST": self._post, "OPTIONS": self._options}
+        handlers: dict[str, Handler] = {"POST": self._post, "OPTIONS": self._options}
         return await self._dispatch(request, method, handlers)
 
     async def _resource(self, request: Request) -> Response:
         method = _method(request)
-        handlers: dict[str, Callable[[Request], object]] = {
+        handlers: dict[str, Handler] = {
             "HEAD": self._head,
             "PATCH": self._patch,
             "DELETE": self._delete,
@@ -94,16 +97,18 @@ class TusEndpoint:
         }
         return await self._dispatch(request, method, handlers)
 
-    async def _dispatch(self, request: Request, method: str, handlers: dict[str, Callable[[Request], object]]) -> Response:
+    async def _dispatch(self, request: Request, method: str, handlers: dict[str, Handler]) -> Response:
         try:
             handler = handlers.get(method)
             if handler is None:
                 raise errors.MethodNotAllowed(headers={"Allow": ", ".join(handlers)})
             if method != "OPTIONS":
                 headers.parse_tus_resumable(request.headers.get(spec.TUS_RESUMABLE))
-            response = await handler(request)  # type: ignore[misc]
+            response = await handler(request)
         except errors.TusError as exc:
             response = self._error(exc, method)
+            if exc.upload_id is not None and method == "POST":
+                response.headers["Location"] = self._location(request, exc.upload_id)
         except ClientDisconnect:
             response = self._error(errors.ClientDisconnected(), method)
         response.headers[spec.TUS_RESUMABLE] = spec.TUS_VERSION
@@ -135,7 +140,9 @@ class TusEndpoint:
         return Response(status_code=204, headers=hdrs)
 
     async def _head(self, request: Request) -> Response:
-        info = await self.engine.head(request.path_params["upload_id"], _hook_request(request), _principal(request))
+        info = await self.engine.head(
+            request.path_params["upload_id"], _hook_request(request), _principal(request)
+        )
         hdrs = self._upload_headers(info)
         hdrs["Cache-Control"] = "no-store"
         return Response(status_code=200, headers=hdrs)
@@ -191,14 +198,18 @@ class TusEndpoint:
             content_length=_content_length(request),
             checksum=_checksum(request),
         )
-        outcome = await self.engine.append(request.path_params["upload_id"], patch, _hook_request(request), _principal(request))
+        outcome = await self.engine.append(
+            request.path_params["upload_id"], patch, _hook_request(request), _principal(request)
+        )
         hdrs = {spec.UPLOAD_OFFSET: str(outcome.info.offset), **outcome.headers}
         if outcome.info.expires_at is not None:
             hdrs[spec.UPLOAD_EXPIRES] = headers.format_http_date(outcome.info.expires_at)
         return Response(status_code=204, headers=hdrs)
 
     async def _delete(self, request: Request) -> Response:
-        await self.engine.terminate(request.path_params["upload_id"], _hook_request(request), _principal(request))
+        await self.engine.terminate(
+            request.path_params["upload_id"], _hook_request(request), _principal(request)
+        )
         return Response(status_code=204)
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -225,7 +236,11 @@ class TusEndpoint:
         if self.proxies.trusts(request.client.host if request.client else None):
             scheme, host = _forwarded(request, scheme, host)
         if not _HOST.fullmatch(host):
-            host = f"{request.url.hostname}:{request.url.port}" if request.url.port else str(request.url.hostname)
+            host = (
+                f"{request.url.hostname}:{request.url.port}"
+                if request.url.port
+                else str(request.url.hostname)
+            )
         root = request.scope.get("root_path", "").rstrip("/")
         return f"{scheme}://{host}{root}{self.base_path}{upload_id}"
 
@@ -310,4 +325,11 @@ def _hook_request(request: Request) -> HTTPRequest:
     )
 
 
-__all__ = ["PRINCIPAL_SCOPE_KEY", "UPLOAD_CAP_SCOPE_KEY", "UPLOAD_EXTRA_SCOPE_KEY", "Outcome", "ProxyTrust", "TusEndpoint"]
+__all__ = [
+    "PRINCIPAL_SCOPE_KEY",
+    "UPLOAD_CAP_SCOPE_KEY",
+    "UPLOAD_EXTRA_SCOPE_KEY",
+    "Outcome",
+    "ProxyTrust",
+    "TusEndpoint",
+]

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+#: A DICOM UID (PS3.5 §9.1): digits and dots.
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 class SettingsError(ValueError):
@@ -95,6 +100,66 @@ class Settings:
     )
     log_level: str = field(default="info", metadata=_opt("RELAYPACS_LOG_LEVEL", str, "debug, info, warning, error"))
     log_format: str = field(default="json", metadata=_opt("RELAYPACS_LOG_FORMAT", str, "`json` or `console`"))
+    hooks_dir: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_HOOKS_DIR", str, "folder of tusd-style hook programs; empty = none"),
+    )
+    hooks_http: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_HOOKS_HTTP", str, "URL receiving tusd-style HTTP hooks; empty = none"),
+    )
+    hooks_enabled_events: str = field(
+        default="pre-create,post-create,post-receive,post-terminate,post-finish",
+        metadata=_opt("RELAYPACS_HOOKS_ENABLED_EVENTS", str, "events sent to file/HTTP hooks (tusd's default)"),
+    )
+    hooks_timeout: float = field(
+        default=30.0,
+        metadata=_opt("RELAYPACS_HOOKS_TIMEOUT", float, "seconds one hook program or HTTP call may take"),
+    )
+    hooks_http_retry: int = field(
+        default=3,
+        metadata=_opt("RELAYPACS_HOOKS_HTTP_RETRY", _int, "HTTP hook retries on 5xx/network errors"),
+    )
+    hooks_http_backoff: float = field(
+        default=1.0,
+        metadata=_opt("RELAYPACS_HOOKS_HTTP_BACKOFF", float, "first HTTP hook retry delay (doubles)"),
+    )
+    pipeline: str = field(
+        default="auto",
+        metadata=_opt("RELAYPACS_PIPELINE", str, "DICOM checks + delivery: `auto` (on with destinations), `on`, `off`"),
+    )
+    destinations: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_DESTINATIONS", str, "PACS destinations: JSON list or @/path/file.json"),
+    )
+    allowed_sop_classes: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_ALLOWED_SOP_CLASSES", str, "comma-separated SOP Class UIDs; empty = any"),
+    )
+    org_root: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_ORG_ROOT", str, "UID root for UIDs we create; empty = pydicom's root"),
+    )
+    delivery_max_attempts: int = field(
+        default=8,
+        metadata=_opt("RELAYPACS_DELIVERY_MAX_ATTEMPTS", _int, "tries per destination before failing"),
+    )
+    delivery_backoff: float = field(
+        default=2.0,
+        metadata=_opt("RELAYPACS_DELIVERY_BACKOFF", float, "first retry delay in seconds (doubles)"),
+    )
+    delivery_backoff_max: float = field(
+        default=300.0,
+        metadata=_opt("RELAYPACS_DELIVERY_BACKOFF_MAX", float, "longest retry delay in seconds"),
+    )
+    pipeline_concurrency: int = field(
+        default=4,
+        metadata=_opt("RELAYPACS_PIPELINE_CONCURRENCY", _int, "uploads processed at once"),
+    )
+    pipeline_rescan_interval: float = field(
+        default=60.0,
+        metadata=_opt("RELAYPACS_PIPELINE_RESCAN_INTERVAL", float, "seconds between record rescans"),
+    )
 
     def __post_init__(self) -> None:
         _check(self.store in ("local", "s3"), "RELAYPACS_STORE", self.store, "must be 'local' or 's3'")
@@ -112,11 +177,50 @@ class Settings:
         _check(
             self.log_level in ("debug", "info", "warning", "error"), "RELAYPACS_LOG_LEVEL", self.log_level, "bad level"
         )
+        self._check_hooks()
+        self._check_pipeline()
         for item in filter(None, (s.strip() for s in self.trusted_proxies.split(","))):
             try:
                 item == "*" or ipaddress.ip_network(item, strict=False)
             except ValueError:
                 raise SettingsError(f"RELAYPACS_TRUSTED_PROXIES: {item!r} is not an IP address or network") from None
+
+    def _check_hooks(self) -> None:
+        events = {"pre-create", "post-create", "post-receive", "pre-finish", "post-finish"}
+        events |= {"pre-terminate", "post-terminate"}
+        for name in filter(None, (n.strip() for n in self.hooks_enabled_events.split(","))):
+            _check(name in events, "RELAYPACS_HOOKS_ENABLED_EVENTS", name, "is not a hook event")
+        _check(
+            not self.hooks_http or self.hooks_http.startswith(("http://", "https://")),
+            "RELAYPACS_HOOKS_HTTP", self.hooks_http, "must be an http(s) URL",
+        )  # fmt: skip
+        _check(self.hooks_timeout > 0, "RELAYPACS_HOOKS_TIMEOUT", self.hooks_timeout, "must be > 0")
+        _check(self.hooks_http_retry >= 0, "RELAYPACS_HOOKS_HTTP_RETRY", self.hooks_http_retry, "must be >= 0")
+        _check(self.hooks_http_backoff >= 0, "RELAYPACS_HOOKS_HTTP_BACKOFF", self.hooks_http_backoff, "must be >= 0")
+
+    def _check_pipeline(self) -> None:
+        _check(self.pipeline in ("auto", "on", "off"), "RELAYPACS_PIPELINE", self.pipeline, "must be auto, on or off")
+        for uid in filter(None, (u.strip() for u in self.allowed_sop_classes.split(","))):
+            _check(bool(_UID.fullmatch(uid)), "RELAYPACS_ALLOWED_SOP_CLASSES", uid, "is not a UID")
+        _check(
+            not self.org_root or (bool(_UID.fullmatch(self.org_root.rstrip("."))) and len(self.org_root) <= 40),
+            "RELAYPACS_ORG_ROOT", self.org_root, "must be a UID root of at most 40 characters",
+        )  # fmt: skip
+        _check(self.delivery_max_attempts >= 1, "RELAYPACS_DELIVERY_MAX_ATTEMPTS", self.delivery_max_attempts, ">= 1")
+        _check(self.delivery_backoff > 0, "RELAYPACS_DELIVERY_BACKOFF", self.delivery_backoff, "must be > 0")
+        _check(
+            self.delivery_backoff_max >= self.delivery_backoff,
+            "RELAYPACS_DELIVERY_BACKOFF_MAX", self.delivery_backoff_max, "must be >= RELAYPACS_DELIVERY_BACKOFF",
+        )  # fmt: skip
+        _check(self.pipeline_concurrency >= 1, "RELAYPACS_PIPELINE_CONCURRENCY", self.pipeline_concurrency, ">= 1")
+        _check(
+            self.pipeline_rescan_interval > 0,
+            "RELAYPACS_PIPELINE_RESCAN_INTERVAL", self.pipeline_rescan_interval, "must be > 0",
+        )  # fmt: skip
+
+    @property
+    def pipeline_enabled(self) -> bool:
+        return self.pipeline == "on" or (self.pipeline == "auto" and bool(self.destinations.strip()))
 
     @classmethod
     def load(cls, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None) -> Settings:

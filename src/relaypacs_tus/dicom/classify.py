@@ -1,0 +1,62 @@
+"""Classify a finished upload by its first bytes (magic numbers), never by its file name.
+
+DICOM Part 10: a 128-byte preamble followed by ``DICM`` (PS3.10 §7.1). JPEG: ``FF D8 FF`` (SOI followed
+by the next marker, ISO/IEC 10918-1 B.2.1). PNG: the 8-byte signature (ISO/IEC 15948 §5.2).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import EMPTY, NOT_DICOM, UNSUPPORTED_FORMAT, DicomRejected
+
+HEAD_SIZE = 132
+"""How many leading bytes ``classify`` needs to tell every kind apart."""
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8\xff"
+
+
+class Kind(enum.StrEnum):
+    DICOM = "dicom"
+    JPEG = "jpeg"
+    PNG = "png"
+    OTHER = "other"
+
+
+def classify(head: bytes) -> Kind:
+    """The kind of content whose first bytes are ``head`` (pass at least ``HEAD_SIZE`` bytes, or the
+    whole file when it is shorter)."""
+    if len(head) >= HEAD_SIZE and head[128:132] == b"DICM":
+        return Kind.DICOM
+    if head.startswith(_JPEG_SOI):
+        return Kind.JPEG
+    if head.startswith(_PNG_SIGNATURE):
+        return Kind.PNG
+    return Kind.OTHER
+
+
+def _looks_like_bare_dataset(head: bytes) -> bool:
+    """A DICOM data set without the Part 10 header usually starts with a group 0x0008 element."""
+    return (
+        len(head) >= 8 and head[0:2] == b"\x08\x00" and head[2:4] in (b"\x00\x00", b"\x05\x00", b"\x08\x00")
+    )
+
+
+def rejection_for(head: bytes) -> DicomRejected:
+    """Why content of kind ``OTHER`` is refused, in plain words (no PHI: only the format is named)."""
+    if not head:
+        return DicomRejected(EMPTY, "the file is empty")
+    if head.startswith(b"%PDF-"):
+        return DicomRejected(
+            UNSUPPORTED_FORMAT, "the file is a PDF document; only DICOM, JPEG and PNG files are accepted"
+        )
+    if _looks_like_bare_dataset(head):
+        return DicomRejected(
+            NOT_DICOM,
+            "the file looks like a DICOM data set without the DICOM file header (preamble and DICM); "
+            "export it as a DICOM Part 10 file",
+        )
+    return DicomRejected(
+        UNSUPPORTED_FORMAT, "the file is not a DICOM, JPEG or PNG file; only those formats are accepted"
+    )

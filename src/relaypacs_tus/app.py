@@ -17,12 +17,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import __version__
+from .hooks.config import PipelineConfig
+from .hooks.runner import parse_events
+from .hooks.service import HookConfig, open_hook_service
 from .settings import Settings
 from .tus import errors, spec
 from .tus.engine import Engine, EngineConfig
 from .tus.locks import MemoryLocker
 from .tus.routes import ProxyTrust, TusEndpoint
 from .tus.store import UploadStore
+from .web.status import StatusApi
 
 log = structlog.get_logger("relaypacs_tus.app")
 
@@ -73,6 +77,33 @@ async def open_store(settings: Settings) -> AsyncIterator[UploadStore]:
         await local.aclose()
 
 
+def hook_config(settings: Settings) -> HookConfig:
+    """Hooks and the DICOM pipeline from settings (the pipeline only when enabled)."""
+    pipeline = None
+    if settings.pipeline_enabled:
+        sop_classes = frozenset(u.strip() for u in settings.allowed_sop_classes.split(",") if u.strip())
+        pipeline = PipelineConfig(
+            work_dir=settings.data_dir / "work",
+            allowed_sop_classes=sop_classes or None,
+            org_root=settings.org_root or None,
+            max_attempts=settings.delivery_max_attempts,
+            backoff=settings.delivery_backoff,
+            backoff_max=settings.delivery_backoff_max,
+            concurrency=settings.pipeline_concurrency,
+        )
+    return HookConfig(
+        hooks_dir=settings.hooks_dir,
+        hooks_http=settings.hooks_http,
+        enabled_events=parse_events(settings.hooks_enabled_events),
+        timeout=settings.hooks_timeout,
+        http_retry=settings.hooks_http_retry,
+        http_backoff=settings.hooks_http_backoff,
+        pipeline=pipeline,
+        destinations=settings.destinations,
+        rescan_interval=settings.pipeline_rescan_interval,
+    )
+
+
 class Runtime:
     """What the lifespan builds; routes reach the engine through it once start-up has finished."""
 
@@ -84,16 +115,23 @@ class Runtime:
 def create_app(settings: Settings) -> Starlette:
     runtime = Runtime()
     endpoint = _LateEndpoint(runtime, settings)
+    status = StatusApi()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_store(settings) as store, anyio.create_task_group() as tg:
+        async with (
+            open_store(settings) as store,
+            open_hook_service(store, hook_config(settings)) as hook_service,
+            anyio.create_task_group() as tg,
+        ):
             engine = Engine(
                 store,
                 config=engine_config(settings),
                 locker=MemoryLocker(acquire_timeout=settings.lock_timeout),
+                hooks=hook_service.hooks,
                 spawn=lambda job: tg.start_soon(job),
             )
+            status.bind(store, hook_service.records)
             runtime.engine = engine
             endpoint.bind(engine)
             tg.start_soon(_sweeper, engine, settings.sweep_interval)
@@ -120,7 +158,7 @@ def create_app(settings: Settings) -> Starlette:
             return JSONResponse({"status": "store unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    routes = [Route("/healthz", healthz), Route("/readyz", readyz), *endpoint.routes()]
+    routes = [Route("/healthz", healthz), Route("/readyz", readyz), *status.routes(), *endpoint.routes()]
     return Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
 
 

@@ -19,8 +19,6 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -36,6 +34,7 @@ from ..tus import errors as tus_errors
 from ..tus.events import HookEvent, HookResponse, HookType, HTTPResponse
 from ..tus.locks import MemoryLocker
 from ..tus.store import UploadInfo
+from .config import PipelineConfig
 from .placement import BatchBook, Rejected, expectations, patient_for
 from .records import DestinationState, ProcessingRecord, RecordStore
 from .sources import SourceError, UploadSource
@@ -46,18 +45,6 @@ T = TypeVar("T")
 Audit = Callable[[str, dict[str, object]], Awaitable[None]]
 #: HTTP status for a rejection code; anything else is 422 (the content is understood but unusable).
 _STATUS = {"unsupported_format": 415, "not_dicom": 415}
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineConfig:
-    work_dir: Path
-    allowed_sop_classes: frozenset[str] | None = None
-    org_root: str | None = None
-    max_attempts: int = 8
-    backoff: float = 2.0
-    backoff_max: float = 300.0
-    max_image_size: int = 64 * 1024**2  # a wrapped photo is kept as a document: bound it
-    concurrency: int = 4
 
 
 class Pipeline:
@@ -91,14 +78,7 @@ class Pipeline:
                 await self.batches.join(event.upload)
 
         async def pre_finish(event: HookEvent) -> HookResponse | None:
-            rejected = await self.check(event.upload)
-            if rejected is None:
-                return None
-            body = rejected.reason + "\n"
-            headers = {"Content-Type": "text/plain; charset=utf-8"}
-            return HookResponse(
-                http_response=HTTPResponse(status_code=rejected.status, body=body, header=headers)
-            )
+            return await self.pre_finish_answer(event.upload)
 
         async def post_finish(event: HookEvent) -> None:
             if not event.upload.is_partial:
@@ -111,6 +91,17 @@ class Pipeline:
         }
 
     # -- entry points ----------------------------------------------------------------------------------
+
+    async def pre_finish_answer(self, info: UploadInfo) -> HookResponse | None:
+        """The pre-finish hook's answer: None to accept, a 4xx with the reason in plain words to refuse."""
+        rejected = await self.check(info)
+        if rejected is None:
+            return None
+        body = rejected.reason + "\n"
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        return HookResponse(
+            http_response=HTTPResponse(status_code=rejected.status, body=body, header=headers)
+        )
 
     async def check(self, info: UploadInfo) -> Rejected | None:
         """pre-finish: validate (or wrap) now; the rejection to answer with, or None if accepted."""

@@ -24,8 +24,9 @@ import structlog
 
 from ..pacs.base import Destination
 from ..tus.events import NO_CHANGE, HookResponse, HookType
+from .config import PipelineConfig
 from .events import HookFormatError, event_from_tusd, response_to_tusd
-from .pipeline import Audit, Pipeline, PipelineConfig
+from .pipeline import Audit, Pipeline
 from .records import DirectoryDocuments, RecordStore
 from .sources import EventSource
 

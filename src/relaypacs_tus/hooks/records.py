@@ -206,13 +206,17 @@ def rfc3339(ts: float | None) -> str | None:
 def upload_status(info: UploadInfo, record: ProcessingRecord | None) -> dict[str, Any]:
     """The status document of contracts.md section 4."""
     instance = (record.instance if record else None) or {}
-    if record is not None:
+    if info.is_gone and (record is None or not record.terminal):
+        state = "failed"
+    elif record is not None:
         state = record.state
     elif info.state == "rejected":
         state = "rejected"
     else:
         state = "received" if info.is_complete and info.finished else "receiving"
     reason = record.reason if record else None
+    if state == "failed" and info.is_gone and reason is None:
+        reason = "the upload was cancelled" if info.state == "terminated" else "the upload expired"
     if reason is None and info.state == "rejected":
         reason = (
             str((info.extra.get("rejection") or {}).get("body") or "").strip() or "the upload was rejected"

@@ -45,6 +45,34 @@ def _bool(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
+_PERIODS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0}
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def parse_rate(text: str) -> tuple[float, float] | None:
+    """``"120/min"``, ``"20MiB/s"``, ``"5/s"`` -> (per second, burst = the count per period); ``"0"``,
+    ``"off"`` or ``""`` -> None (no limit)."""
+    t = text.strip().lower()
+    if t in ("", "0", "off", "none"):
+        return None
+    amount, sep, period = t.partition("/")
+    if not sep or period not in _PERIODS:
+        raise ValueError("expected N/s, N/min or N/h (e.g. 120/min, 20MiB/s)")
+    count = float(_size(amount))
+    if count <= 0:
+        raise ValueError("the amount must be > 0")
+    return count / _PERIODS[period], count
+
+
+def _rate(text: str) -> str:
+    parse_rate(text)
+    return text.strip()
+
+
 def _opt(env: str, parse: Callable[[str], Any], doc: str) -> dict[str, Any]:
     return {"env": env, "parse": parse, "doc": doc}
 
@@ -160,6 +188,153 @@ class Settings:
         default=60.0,
         metadata=_opt("RELAYPACS_PIPELINE_RESCAN_INTERVAL", float, "seconds between record rescans"),
     )
+    # -- auth, audit, limits, transport (auth engineer) ---------------------------------------------------
+    auth: str = field(
+        default="jwt",
+        metadata=_opt("RELAYPACS_AUTH", str, "`jwt` (every tus/status request needs a token) or `off`"),
+    )
+    auth_secret: str = field(
+        default="",
+        metadata=_opt(
+            "RELAYPACS_AUTH_SECRET", str, "HS256 secret of caller JWTs (>= 32 bytes); empty = generated"
+        ),
+    )
+    auth_secret_file: str = field(
+        default="", metadata=_opt("RELAYPACS_AUTH_SECRET_FILE", str, "file holding RELAYPACS_AUTH_SECRET")
+    )
+    auth_jwks: str = field(
+        default="", metadata=_opt("RELAYPACS_AUTH_JWKS", str, "JWKS file or URL: the IdP's RS256/ES256 keys")
+    )
+    auth_jwks_timeout: float = field(
+        default=5.0, metadata=_opt("RELAYPACS_AUTH_JWKS_TIMEOUT", float, "seconds one JWKS fetch may take")
+    )
+    auth_jwks_min_refresh: float = field(
+        default=60.0,
+        metadata=_opt("RELAYPACS_AUTH_JWKS_MIN_REFRESH", float, "least seconds between JWKS refetches"),
+    )
+    auth_algorithms: str = field(
+        default="HS256,RS256,ES256",
+        metadata=_opt(
+            "RELAYPACS_AUTH_ALGORITHMS", str, "accepted JWT algorithms (subset of HS256,RS256,ES256)"
+        ),
+    )
+    auth_issuer: str = field(
+        default="relaypacs-tus",
+        metadata=_opt("RELAYPACS_AUTH_ISSUER", str, "accepted `iss` (comma-separated)"),
+    )
+    auth_audience: str = field(
+        default="relaypacs-tus",
+        metadata=_opt("RELAYPACS_AUTH_AUDIENCE", str, "required `aud` of every token"),
+    )
+    auth_leeway: float = field(
+        default=30.0,
+        metadata=_opt("RELAYPACS_AUTH_LEEWAY", float, "seconds of clock skew allowed (exp, nbf)"),
+    )
+    auth_role_claim: str = field(
+        default="roles",
+        metadata=_opt(
+            "RELAYPACS_AUTH_ROLE_CLAIM", str, "claim holding roles (dotted path, e.g. realm_access.roles)"
+        ),
+    )
+    auth_upload_role: str = field(
+        default="relaypacs.upload",
+        metadata=_opt("RELAYPACS_AUTH_UPLOAD_ROLE", str, "role a caller JWT needs to upload; empty = any"),
+    )
+    auth_issue_role: str = field(
+        default="relaypacs.issue",
+        metadata=_opt("RELAYPACS_AUTH_ISSUE_ROLE", str, "role needed to issue upload tokens; empty = any"),
+    )
+    upload_token_key: str = field(
+        default="",
+        metadata=_opt(
+            "RELAYPACS_UPLOAD_TOKEN_KEY", str, "HS256 key signing upload tokens; empty = generated"
+        ),
+    )
+    upload_token_key_file: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_UPLOAD_TOKEN_KEY_FILE", str, "file holding RELAYPACS_UPLOAD_TOKEN_KEY"),
+    )
+    upload_token_ttl: int = field(
+        default=900,
+        metadata=_opt("RELAYPACS_UPLOAD_TOKEN_TTL", _int, "default seconds an upload token may create"),
+    )
+    upload_token_max_ttl: int = field(
+        default=86400,
+        metadata=_opt("RELAYPACS_UPLOAD_TOKEN_MAX_TTL", _int, "longest ttl_seconds a caller may ask"),
+    )
+    upload_token_max_uploads: int = field(
+        default=1000, metadata=_opt("RELAYPACS_UPLOAD_TOKEN_MAX_UPLOADS", _int, "largest max_uploads allowed")
+    )
+    upload_token_resume: int = field(
+        default=86400,
+        metadata=_opt(
+            "RELAYPACS_UPLOAD_TOKEN_RESUME", _int, "seconds after its ttl a token may still resume"
+        ),
+    )
+    public_url: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_PUBLIC_URL", str, "external base URL for links; empty = from request"),
+    )
+    audit: str = field(
+        default="auto",
+        metadata=_opt("RELAYPACS_AUDIT", str, "`auto`, `folder`, `store` (documents, e.g. S3), `off`"),
+    )
+    audit_dir: str = field(
+        default="", metadata=_opt("RELAYPACS_AUDIT_DIR", str, "audit folder; empty = <data dir>/audit")
+    )
+    audit_key: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_AUDIT_KEY", str, "HMAC key of the audit chain; empty = generated"),
+    )
+    audit_key_file: str = field(
+        default="", metadata=_opt("RELAYPACS_AUDIT_KEY_FILE", str, "file holding RELAYPACS_AUDIT_KEY")
+    )
+    audit_hash_uploads: bool = field(
+        default=True,
+        metadata=_opt("RELAYPACS_AUDIT_HASH_UPLOADS", _bool, "record each finished upload's SHA-256"),
+    )
+    limit_creates: str = field(
+        default="120/min",
+        metadata=_opt("RELAYPACS_LIMIT_CREATES", _rate, "uploads created per principal; 0 = off"),
+    )
+    limit_creates_per_address: str = field(
+        default="600/min",
+        metadata=_opt("RELAYPACS_LIMIT_CREATES_PER_ADDRESS", _rate, "uploads created per client address"),
+    )
+    limit_bytes: str = field(
+        default="0", metadata=_opt("RELAYPACS_LIMIT_BYTES", _rate, "PATCH bytes per principal, e.g. 20MiB/s")
+    )
+    limit_bytes_per_address: str = field(
+        default="0",
+        metadata=_opt("RELAYPACS_LIMIT_BYTES_PER_ADDRESS", _rate, "PATCH bytes per client address"),
+    )
+    limit_concurrent_uploads: int = field(
+        default=16,
+        metadata=_opt(
+            "RELAYPACS_LIMIT_CONCURRENT_UPLOADS", _int, "simultaneous PATCHes per principal; 0 = off"
+        ),
+    )
+    max_header_size: int = field(
+        default=64 * 1024, metadata=_opt("RELAYPACS_MAX_HEADER_SIZE", _size, "largest request header block")
+    )
+    max_connections: int = field(
+        default=1000,
+        metadata=_opt("RELAYPACS_MAX_CONNECTIONS", _int, "open connections before 503; 0 = no cap"),
+    )
+    tls_cert: str = field(
+        default="", metadata=_opt("RELAYPACS_TLS_CERT", str, "PEM certificate (chain): serve HTTPS")
+    )
+    tls_key: str = field(
+        default="", metadata=_opt("RELAYPACS_TLS_KEY", str, "PEM private key for RELAYPACS_TLS_CERT")
+    )
+    hsts_max_age: int = field(
+        default=31536000,
+        metadata=_opt("RELAYPACS_HSTS_MAX_AGE", _int, "HSTS max-age when serving HTTPS; 0 = off"),
+    )
+    content_security_policy: str = field(
+        default=DEFAULT_CSP,
+        metadata=_opt("RELAYPACS_CONTENT_SECURITY_POLICY", str, "CSP header of every response"),
+    )
 
     def __post_init__(self) -> None:
         _check(self.store in ("local", "s3"), "RELAYPACS_STORE", self.store, "must be 'local' or 's3'")
@@ -179,6 +354,7 @@ class Settings:
         )
         self._check_hooks()
         self._check_pipeline()
+        self._check_auth()
         for item in filter(None, (s.strip() for s in self.trusted_proxies.split(","))):
             try:
                 item == "*" or ipaddress.ip_network(item, strict=False)
@@ -217,6 +393,69 @@ class Settings:
             self.pipeline_rescan_interval > 0,
             "RELAYPACS_PIPELINE_RESCAN_INTERVAL", self.pipeline_rescan_interval, "must be > 0",
         )  # fmt: skip
+
+    def _check_auth(self) -> None:
+        _check(self.auth in ("jwt", "off"), "RELAYPACS_AUTH", self.auth, "must be 'jwt' or 'off'")
+        for alg in (a.strip() for a in self.auth_algorithms.split(",")):
+            _check(
+                alg in ("HS256", "RS256", "ES256"),
+                "RELAYPACS_AUTH_ALGORITHMS",
+                alg,
+                "is not HS256, RS256 or ES256",
+            )
+        for name, secret in (("RELAYPACS_AUTH_SECRET", self.auth_secret), ("RELAYPACS_UPLOAD_TOKEN_KEY",
+                             self.upload_token_key), ("RELAYPACS_AUDIT_KEY", self.audit_key)):  # fmt: skip
+            if secret and len(secret.encode()) < 32:
+                raise SettingsError(f"{name} must be at least 32 bytes (its value is not shown)")
+        _check(bool(self.auth_audience), "RELAYPACS_AUTH_AUDIENCE", "", "must not be empty")
+        _check(bool(self.auth_issuer.strip(", ")), "RELAYPACS_AUTH_ISSUER", "", "must not be empty")
+        _check(self.auth_leeway >= 0, "RELAYPACS_AUTH_LEEWAY", self.auth_leeway, "must be >= 0")
+        _check(
+            self.auth_jwks_timeout > 0, "RELAYPACS_AUTH_JWKS_TIMEOUT", self.auth_jwks_timeout, "must be > 0"
+        )
+        _check(self.upload_token_ttl > 0, "RELAYPACS_UPLOAD_TOKEN_TTL", self.upload_token_ttl, "must be > 0")
+        _check(
+            self.upload_token_max_ttl >= self.upload_token_ttl,
+            "RELAYPACS_UPLOAD_TOKEN_MAX_TTL", self.upload_token_max_ttl, ">= RELAYPACS_UPLOAD_TOKEN_TTL",
+        )  # fmt: skip
+        _check(
+            self.upload_token_max_uploads >= 1,
+            "RELAYPACS_UPLOAD_TOKEN_MAX_UPLOADS",
+            self.upload_token_max_uploads,
+            ">= 1",
+        )
+        _check(
+            self.upload_token_resume >= 0,
+            "RELAYPACS_UPLOAD_TOKEN_RESUME",
+            self.upload_token_resume,
+            "must be >= 0",
+        )
+        _check(
+            self.audit in ("auto", "folder", "store", "off"),
+            "RELAYPACS_AUDIT",
+            self.audit,
+            "auto/folder/store/off",
+        )
+        _check(
+            self.limit_concurrent_uploads >= 0,
+            "RELAYPACS_LIMIT_CONCURRENT_UPLOADS",
+            self.limit_concurrent_uploads,
+            ">= 0",
+        )
+        _check(
+            self.max_header_size >= 4096, "RELAYPACS_MAX_HEADER_SIZE", self.max_header_size, "must be >= 4KiB"
+        )
+        _check(self.max_connections >= 0, "RELAYPACS_MAX_CONNECTIONS", self.max_connections, "must be >= 0")
+        _check(
+            bool(self.tls_cert) == bool(self.tls_key),
+            "RELAYPACS_TLS_KEY",
+            self.tls_key,
+            "and RELAYPACS_TLS_CERT go together",
+        )
+        for name, rate in (("RELAYPACS_LIMIT_BYTES", self.limit_bytes), ("RELAYPACS_LIMIT_BYTES_PER_ADDRESS",
+                           self.limit_bytes_per_address)):  # fmt: skip
+            parsed = parse_rate(rate)
+            _check(parsed is None or parsed[0] >= 65536, name, rate, "must be >= 64KiB/s (or 0 = off)")
 
     @property
     def pipeline_enabled(self) -> bool:

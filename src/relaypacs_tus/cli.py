@@ -33,7 +33,7 @@ def _add_delivery_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     from .hooks.records import STATES
     from .tus.events import HookType
 
-    deliveries = sub.add_parser("deliveries", help="see and re-drive deliveries to the PACS (reads the store)")
+    deliveries = sub.add_parser("deliveries", help="see and re-drive deliveries to the PACS")
     dsub = deliveries.add_subparsers(dest="deliveries_command", required=True)
     listing = dsub.add_parser("list", help="processing records, oldest first (no PHI)")
     listing.add_argument("--state", action="append", choices=STATES, help="only these states (repeatable)")
@@ -87,14 +87,16 @@ def hook(settings: Settings, event: str) -> int:
     from .tus.events import HookType
 
     logs.configure(settings.log_level, settings.log_format)  # to stderr, which tusd passes through
-    pipeline = hook_config(settings).pipeline or PipelineConfig(work_dir=Path(tempfile.gettempdir()) / "relaypacs")
+    work_dir = Path(tempfile.gettempdir()) / "relaypacs"
+    pipeline = hook_config(settings).pipeline or PipelineConfig(work_dir=work_dir)
 
     async def run() -> bytes:
         from .pacs.config import load_destinations
 
         destinations = load_destinations(settings.destinations) if settings.destinations.strip() else []
         try:
-            return await program.run(HookType(event), sys.stdin.buffer.read(), destinations=destinations, config=pipeline)
+            request = sys.stdin.buffer.read()
+            return await program.run(HookType(event), request, destinations=destinations, config=pipeline)
         finally:
             for destination in destinations:
                 await destination.aclose()

@@ -26,6 +26,7 @@ from .tus.engine import Engine, EngineConfig
 from .tus.locks import MemoryLocker
 from .tus.routes import ProxyTrust, TusEndpoint
 from .tus.store import UploadStore
+from .web.pwa import pwa_routes
 from .web.status import StatusApi
 
 log = structlog.get_logger("relaypacs_tus.app")
@@ -159,7 +160,9 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ready"})
 
     routes = [Route("/healthz", healthz), Route("/readyz", readyz), *status.routes(), *endpoint.routes()]
-    return Starlette(routes=routes, middleware=_middleware(settings), lifespan=lifespan)
+    # The PWA LAST: it is mounted at / and would shadow any route added after it.
+    pwa = pwa_routes(settings.web_dir, tus_endpoint=settings.base_path, csp=settings.content_security_policy)
+    return Starlette(routes=[*routes, *pwa], middleware=_middleware(settings), lifespan=lifespan)
 
 
 def _middleware(settings: Settings) -> list[Middleware]:

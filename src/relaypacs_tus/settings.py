@@ -335,6 +335,12 @@ class Settings:
         default=DEFAULT_CSP,
         metadata=_opt("RELAYPACS_CONTENT_SECURITY_POLICY", str, "CSP header of every response"),
     )
+    web_dir: Path | None = field(
+        default=None,
+        metadata=_opt(
+            "RELAYPACS_WEB_DIR", Path, "built PWA served at / (client/dist); unset = the package's web/static"
+        ),
+    )
 
     def __post_init__(self) -> None:
         _check(self.store in ("local", "s3"), "RELAYPACS_STORE", self.store, "must be 'local' or 's3'")

@@ -1,0 +1,317 @@
+"""The S3 store (aioboto3): one multipart upload per tus upload, laid out like tusd's s3store.
+
+``<prefix><id>.info`` holds the upload's info (and the multipart UploadId), parts of the multipart upload
+hold the bytes, ``<prefix><id>.part`` a tail under 5 MiB, and ``finish`` completes the multipart upload
+into ``<prefix><id>``. The offset is computed from the objects themselves (sum of listed parts plus the
+tail), so any process can resume an upload after another one died; :mod:`.s3_layout` states the rules
+that make this safe at every point of a crash, :mod:`.s3_writer` writes a PATCH body.
+
+Side documents (the ``Documents`` capability) live under ``<prefix>.documents/``, out of ``list_ids``' way.
+
+Bucket hygiene: uploads abandoned before their ``.info`` was written leave an empty multipart upload behind
+(as with tusd); an ``AbortIncompleteMultipartUpload`` lifecycle rule on the bucket removes those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioboto3
+import structlog
+from botocore.config import Config
+
+from ..tus import errors
+from ..tus.checksum import ChecksumVerifier
+from ..tus.store import UploadInfo, check_document_key, check_upload_id
+from .s3_errors import BucketUnavailable, translated
+from .s3_layout import LayoutError, S3State, View, part_size_for, resolve
+from .s3_objects import Doc, UploadObjects
+from .s3_writer import ChunkWriter
+
+log = structlog.get_logger("relaypacs_tus.stores.s3")
+
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+READ_BYTES = 1024 * 1024
+DOCUMENTS = ".documents/"
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
+
+
+def client_config(*, endpoint_url: str | None) -> Config:
+    """botocore settings for the store: path-style addressing for a custom endpoint (MinIO, SeaweedFS),
+    checksums only where an operation requires them (works with every S3 server), timeouts, retries."""
+    return Config(
+        s3={"addressing_style": "path"} if endpoint_url else None,
+        signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        connect_timeout=10,
+        read_timeout=60,
+        retries={"mode": "standard", "max_attempts": 4},
+        max_pool_connections=64,
+        tcp_keepalive=True,
+    )
+
+
+class S3Store:
+    """:class:`relaypacs_tus.tus.store.UploadStore` plus ``Documents`` on an S3 bucket."""
+
+    name = "s3store"
+
+    def __init__(
+        self, client: Any, *, bucket: str, prefix: str = "", part_size: int = DEFAULT_PART_SIZE
+    ) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("part_size must be at least 5 MiB (the S3 minimum)")
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.part_size = part_size
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        *,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        session: aioboto3.Session | None = None,
+    ) -> AsyncIterator[S3Store]:
+        """Open a client (credentials the usual AWS ways: environment, profile, instance role), check the
+        bucket, and close the client on exit."""
+        session = session or aioboto3.Session()
+        config = client_config(endpoint_url=endpoint_url)
+        async with session.client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        ) as client:
+            store = cls(client, bucket=bucket, prefix=prefix, part_size=part_size)
+            await store.check_bucket(endpoint_url)
+            log.info("s3.opened", bucket=bucket, prefix=prefix, endpoint=endpoint_url or "aws")
+            yield store
+
+    async def check_bucket(self, endpoint_url: str | None = None) -> None:
+        """Raise :class:`BucketUnavailable`, naming the bucket, unless it exists and we may use it."""
+        where = f" at {endpoint_url}" if endpoint_url else ""
+        try:
+            with translated(
+                "head_bucket", missing=lambda: BucketUnavailable(), codes=frozenset({"404", "NoSuchBucket"})
+            ):
+                await self.client.head_bucket(Bucket=self.bucket)
+        except BucketUnavailable as exc:
+            raise BucketUnavailable(f"S3 bucket {self.bucket!r} does not exist{where}") from exc
+        except errors.StoreUnavailable as exc:
+            cause = exc.__cause__
+            detail = (
+                "access denied" if "403" in str(cause) else f"cannot reach S3{where} ({type(cause).__name__})"
+            )
+            raise BucketUnavailable(f"S3 bucket {self.bucket!r}: {detail}") from exc
+
+    async def aclose(self) -> None:
+        return None  # the client belongs to whoever opened it (``open`` closes its own)
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def key(self, upload_id: str) -> str:
+        """The final object's key (and the multipart upload's)."""
+        return self.prefix + check_upload_id(upload_id)
+
+    def _objects(self, upload_id: str) -> UploadObjects:
+        return UploadObjects(self.client, self.bucket, self.key(upload_id))
+
+    # -- info ------------------------------------------------------------------------------------------
+
+    async def create(self, info: UploadInfo) -> None:
+        objects = self._objects(info.id)
+        info.storage = {"Type": self.name, "Bucket": self.bucket, "Key": objects.key}
+        state = S3State()
+        if info.size != 0:  # a zero-length upload needs no multipart upload
+            state.multipart_id = await objects.create_multipart(_content_type(info))
+        try:
+            await objects.write_info(Doc(info, state), create=True)
+        except errors.TusError:
+            if state.multipart_id:
+                with contextlib.suppress(errors.TusError):
+                    await objects.abort_multipart(state.multipart_id)
+            raise
+
+    async def save_info(self, info: UploadInfo) -> None:
+        """Replace the info, keeping the store's own section (multipart id, discarded parts)."""
+        objects = self._objects(info.id)
+        doc = await objects.read_info()
+        await objects.write_info(Doc(info, doc.state))
+
+    async def get(self, upload_id: str) -> UploadInfo:
+        objects = self._objects(upload_id)
+        doc = await objects.read_info()
+        info = doc.info
+        if info.is_gone:
+            return info
+        if not info.finished:
+            view = await self._view(objects, doc)
+            if view is None:  # the multipart upload was completed, but .info was not updated yet
+                info.finished = True
+            else:
+                info.offset = view.offset
+                info.updated_at = max(info.updated_at, view.modified)
+        if info.finished:
+            info.offset = info.size or 0
+        info.updated_at = max(info.updated_at, doc.modified)
+        return info
+
+    async def _view(self, objects: UploadObjects, doc: Doc) -> View | None:
+        """The resolved objects, or None if the upload is complete (the multipart upload became the final
+        object). A multipart upload that vanished without a final object is a lost upload: 404."""
+        listed = await objects.list_parts(doc.state.multipart_id)
+        if listed is None:
+            if await objects.final_size() == doc.info.size:
+                return None
+            log.warning("s3.multipart_missing", upload_id=doc.info.id)
+            raise errors.UploadNotFound()
+        tail = await objects.head_tail()
+        try:
+            return resolve(doc.state, listed, tail)
+        except LayoutError as exc:
+            log.error("s3.layout_inconsistent", upload_id=doc.info.id, problem=str(exc))
+            raise errors.StoreUnavailable("the upload's stored parts are inconsistent") from exc
+
+    # -- bytes -----------------------------------------------------------------------------------------
+
+    async def append(
+        self, info: UploadInfo, body: AsyncIterator[bytes], verifier: ChecksumVerifier | None = None
+    ) -> int:
+        objects = self._objects(info.id)
+        doc = await objects.read_info()
+        if doc.info.is_gone:
+            raise errors.UploadGone()
+        view = await self._view(objects, doc)
+        if view is None or doc.info.finished:
+            raise errors.UploadSizeExceeded("upload is already complete")
+        if view.offset != info.offset:
+            raise errors.OffsetMismatch(headers={"Upload-Offset": str(view.offset)})
+        if view.settled:  # an interrupted checksum chunk: write down how it was resolved before going on
+            doc.state = view.state
+            await objects.write_info(doc)
+        if doc.state.multipart_id is None:
+            doc.state.multipart_id = await objects.create_multipart(_content_type(doc.info))
+            await objects.write_info(doc)
+        head = await objects.read_tail(view.tail.size) if view.tail else b""
+        size = doc.info.size
+        writer = ChunkWriter(
+            objects.sink(doc),
+            view,
+            head,
+            part_size=part_size_for(size, self.part_size),
+            verifier=verifier,
+            remaining=None if size is None else size - view.offset,
+        )
+        return view.offset + await writer.write(body)
+
+    async def finish(self, info: UploadInfo) -> None:
+        """Complete the multipart upload with exactly the parts that count (the tail as the last part)."""
+        objects = self._objects(info.id)
+        doc = await objects.read_info()
+        if not doc.info.finished:
+            view = await self._view(objects, doc)
+            if view is not None:
+                await self._complete(objects, doc, view)
+            await objects.delete_tail()
+        info.finished, info.offset = True, info.size or 0
+        await objects.write_info(Doc(info, doc.state))
+        log.info("s3.completed", upload_id=info.id, size=info.size)
+
+    async def _complete(self, objects: UploadObjects, doc: Doc, view: View) -> None:
+        if doc.info.size is None or view.offset != doc.info.size:
+            raise errors.TusError(f"cannot finish: {view.offset} of {doc.info.size} bytes are stored")
+        if view.offset == 0:
+            await objects.put_final_empty(_content_type(doc.info))
+            if doc.state.multipart_id:
+                await objects.abort_multipart(doc.state.multipart_id)
+            return
+        assert doc.state.multipart_id is not None
+        parts = [(p.number, p.etag) for p in view.parts]
+        if view.tail is not None:
+            data = await objects.read_tail(view.tail.size)
+            etag = await objects.upload_part(doc.state.multipart_id, view.next_part, data)
+            parts.append((view.next_part, etag))
+        await objects.complete_multipart(doc.state.multipart_id, parts)
+
+    async def read(self, upload_id: str) -> AsyncIterator[bytes]:
+        async for chunk in self._objects(upload_id).read_final(READ_BYTES):
+            yield chunk
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    async def delete(self, upload_id: str, *, tombstone: str | None = None) -> None:
+        """Abort the multipart upload and remove the bytes; with a tombstone, keep only the info (state
+        "terminated" or "expired") so later requests get 410."""
+        objects = self._objects(upload_id)
+        try:
+            doc = await objects.read_info()
+        except errors.UploadNotFound:
+            if tombstone is not None:
+                raise
+            doc = None
+        await objects.abort_all_multipart(doc.state.multipart_id if doc else None)
+        await objects.delete_data()
+        if doc is None:
+            return
+        if tombstone is None:
+            await objects.delete_info()
+            return
+        doc.info.state, doc.info.updated_at = tombstone, time.time()
+        await objects.write_info(Doc(doc.info, S3State()))
+
+    async def list_ids(self) -> AsyncIterator[str]:
+        pattern = re.compile(re.escape(self.prefix) + r"([0-9a-f]{32})\.info")
+        async for key in self._keys(self.prefix, delimiter="/"):
+            match = pattern.fullmatch(key)
+            if match:
+                yield match.group(1)
+
+    async def _keys(self, prefix: str, *, delimiter: str = "") -> AsyncIterator[str]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        with translated("list_objects_v2"):
+            async for page in paginator.paginate(**kwargs):
+                for obj in page.get("Contents", []):
+                    yield str(obj["Key"])
+
+    # -- documents (optional capability) ---------------------------------------------------------------
+
+    def _document_key(self, key: str) -> str:
+        return self.prefix + DOCUMENTS + check_document_key(key)
+
+    async def put_document(self, key: str, data: bytes) -> None:
+        with translated("put_document"):
+            await self.client.put_object(Bucket=self.bucket, Key=self._document_key(key), Body=data)
+
+    async def get_document(self, key: str) -> bytes:
+        with translated("get_document", missing=lambda: KeyError(key)):
+            resp = await self.client.get_object(Bucket=self.bucket, Key=self._document_key(key))
+            try:
+                return bytes(await resp["Body"].read())
+            finally:
+                resp["Body"].close()
+
+    async def list_documents(self, prefix: str) -> AsyncIterator[str]:
+        root = self.prefix + DOCUMENTS
+        async for key in self._keys(root + prefix):
+            yield key[len(root) :]
+
+    async def delete_document(self, key: str) -> None:
+        with translated("delete_document"):
+            await self.client.delete_object(Bucket=self.bucket, Key=self._document_key(key))
+
+
+def _content_type(info: UploadInfo) -> str:
+    """The final object's Content-Type: the client's ``filetype`` if it is a MIME type."""
+    filetype = info.metadata.get("filetype", "")
+    return filetype if _MIME.fullmatch(filetype) else "application/octet-stream"

@@ -1,0 +1,266 @@
+"""The S3 objects of one upload and the requests on them, each translated at this boundary.
+
+Keys: ``<key>.info`` (info JSON with an ``"S3"`` section), ``<key>.part`` (the tail; user metadata
+``next-part``), the multipart upload on ``<key>``, and ``<key>`` itself once completed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..tus import errors
+from ..tus.store import UploadInfo
+from .s3_errors import NO_SUCH_UPLOAD, PRECONDITION_FAILED, translated
+from .s3_layout import Part, S3State, Tail
+
+#: User metadata on the tail object: the part number that was next when it was written.
+NEXT_PART = "next-part"
+
+
+@dataclass(slots=True)
+class Doc:
+    """The ``.info`` object: the upload's info, the store's section, and when it was last written."""
+
+    info: UploadInfo
+    state: S3State
+    modified: float = 0.0
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({**self.info.to_json(), "S3": self.state.to_json()}, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, modified: float) -> Doc:
+        data = json.loads(raw)
+        return cls(UploadInfo.from_json(data), S3State.from_json(data.get("S3")), modified)
+
+
+def _time(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else 0.0
+
+
+def _etag(value: Any) -> str:
+    return str(value or "").strip('"')
+
+
+class UploadObjects:
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.info_key = key + ".info"
+        self.tail_key = key + ".part"
+
+    # -- .info -----------------------------------------------------------------------------------------
+
+    async def read_info(self) -> Doc:
+        with translated("get_info", missing=errors.UploadNotFound):
+            resp = await self.client.get_object(Bucket=self.bucket, Key=self.info_key)
+            try:
+                raw = await resp["Body"].read()
+            finally:
+                resp["Body"].close()
+        try:
+            return Doc.from_bytes(raw, _time(resp.get("LastModified")))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise errors.StoreUnavailable("the upload's info object is unreadable") from exc
+
+    async def write_info(self, doc: Doc, *, create: bool = False) -> None:
+        """PUT the info; with ``create`` only if there is none yet (an id is never reused)."""
+        extra = {"IfNoneMatch": "*"} if create else {}
+        with translated(
+            "put_info",
+            missing=lambda: errors.TusError("an upload with this id exists"),
+            codes=PRECONDITION_FAILED,
+        ):
+            await self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.info_key,
+                Body=doc.to_bytes(),
+                ContentType="application/json",
+                **extra,
+            )
+
+    async def delete_info(self) -> None:
+        with translated("delete_info"):
+            await self.client.delete_object(Bucket=self.bucket, Key=self.info_key)
+
+    # -- multipart upload ------------------------------------------------------------------------------
+
+    async def create_multipart(self, content_type: str) -> str:
+        with translated("create_multipart_upload"):
+            resp = await self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=content_type
+            )
+        return str(resp["UploadId"])
+
+    async def list_parts(self, multipart_id: str | None) -> list[Part] | None:
+        """Every listed part (all pages); None if the multipart upload does not exist any more."""
+        if multipart_id is None:
+            return []
+        parts: list[Part] = []
+        marker = 0
+        while True:
+            try:
+                with translated("list_parts", missing=_NoSuchUpload, codes=frozenset({NO_SUCH_UPLOAD})):
+                    resp = await self.client.list_parts(
+                        Bucket=self.bucket, Key=self.key, UploadId=multipart_id, PartNumberMarker=marker
+                    )
+            except _NoSuchUpload:
+                return None
+            for p in resp.get("Parts", []):
+                parts.append(
+                    Part(int(p["PartNumber"]), int(p["Size"]), _etag(p["ETag"]), _time(p.get("LastModified")))
+                )
+            next_marker = int(resp.get("NextPartNumberMarker") or 0)
+            if not resp.get("IsTruncated") or next_marker <= marker:
+                return parts
+            marker = next_marker
+
+    async def upload_part(self, multipart_id: str, number: int, data: bytes | bytearray) -> str:
+        with translated("upload_part"):
+            resp = await self.client.upload_part(
+                Bucket=self.bucket, Key=self.key, UploadId=multipart_id, PartNumber=number, Body=data
+            )
+        return _etag(resp["ETag"])
+
+    async def complete_multipart(self, multipart_id: str, parts: list[tuple[int, str]]) -> None:
+        body = {"Parts": [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in parts]}
+        with translated("complete_multipart_upload"):
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=multipart_id, MultipartUpload=body
+            )
+
+    async def abort_multipart(self, multipart_id: str) -> None:
+        try:
+            with translated(
+                "abort_multipart_upload", missing=_NoSuchUpload, codes=frozenset({NO_SUCH_UPLOAD})
+            ):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=multipart_id
+                )
+        except _NoSuchUpload:
+            pass
+
+    async def abort_all_multipart(self, known: str | None) -> None:
+        """Abort the recorded multipart upload and any other one on this key (an earlier crashed create)."""
+        ids = {known} if known else set()
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        with translated("list_multipart_uploads"):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.key):
+                ids |= {str(u["UploadId"]) for u in page.get("Uploads", []) if u.get("Key") == self.key}
+        for multipart_id in ids:
+            await self.abort_multipart(multipart_id)
+
+    # -- tail ------------------------------------------------------------------------------------------
+
+    async def head_tail(self) -> Tail | None:
+        try:
+            with translated("head_tail", missing=_Missing):
+                resp = await self.client.head_object(Bucket=self.bucket, Key=self.tail_key)
+        except _Missing:
+            return None
+        meta = {k.lower(): v for k, v in (resp.get("Metadata") or {}).items()}
+        try:
+            next_part = int(meta.get(NEXT_PART, "1"))
+        except ValueError:
+            next_part = 1  # unreadable: treat it as older than any part
+        return Tail(
+            int(resp["ContentLength"]), _etag(resp.get("ETag")), next_part, _time(resp.get("LastModified"))
+        )
+
+    async def read_tail(self, size: int) -> bytes:
+        with translated("get_tail", missing=lambda: errors.StoreUnavailable("the upload's tail vanished")):
+            resp = await self.client.get_object(Bucket=self.bucket, Key=self.tail_key)
+            try:
+                data = bytes(await resp["Body"].read())
+            finally:
+                resp["Body"].close()
+        if len(data) != size:
+            raise errors.StoreUnavailable("the upload's tail changed while it was read")
+        return data
+
+    async def put_tail(self, data: bytes, next_part: int) -> None:
+        with translated("put_tail"):
+            await self.client.put_object(
+                Bucket=self.bucket, Key=self.tail_key, Body=data, Metadata={NEXT_PART: str(next_part)}
+            )
+
+    async def delete_tail(self) -> None:
+        with translated("delete_tail"):
+            await self.client.delete_object(Bucket=self.bucket, Key=self.tail_key)
+
+    # -- final object ----------------------------------------------------------------------------------
+
+    async def final_size(self) -> int | None:
+        try:
+            with translated("head_final", missing=_Missing):
+                resp = await self.client.head_object(Bucket=self.bucket, Key=self.key)
+        except _Missing:
+            return None
+        return int(resp["ContentLength"])
+
+    async def put_final_empty(self, content_type: str) -> None:
+        with translated("put_final"):
+            await self.client.put_object(Bucket=self.bucket, Key=self.key, Body=b"", ContentType=content_type)
+
+    async def read_final(self, chunk_size: int) -> AsyncIterator[bytes]:
+        with translated("get_final", missing=errors.UploadNotFound):
+            resp = await self.client.get_object(Bucket=self.bucket, Key=self.key)
+        body = resp["Body"]
+        try:
+            with translated("read_final"):
+                async for chunk in body.iter_chunks(chunk_size):
+                    yield chunk
+        finally:
+            body.close()
+
+    async def delete_data(self) -> None:
+        """Remove the final object and the tail (deleting a missing key is not an error in S3)."""
+        for key in (self.key, self.tail_key):
+            with translated("delete_data"):
+                await self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def sink(self, doc: Doc) -> Sink:
+        return Sink(self, doc)
+
+
+class Sink:
+    """What :class:`.s3_writer.ChunkWriter` writes through: parts, the tail, the info's S3 section."""
+
+    def __init__(self, objects: UploadObjects, doc: Doc) -> None:
+        self._objects = objects
+        self._doc = doc
+
+    @property
+    def _multipart_id(self) -> str:
+        if self._doc.state.multipart_id is None:
+            raise errors.TusError("the upload has no multipart upload")
+        return self._doc.state.multipart_id
+
+    async def upload_part(self, number: int, data: bytes | bytearray) -> None:
+        await self._objects.upload_part(self._multipart_id, number, data)
+
+    async def put_tail(self, data: bytes, next_part: int) -> None:
+        await self._objects.put_tail(data, next_part)
+
+    async def delete_tail(self) -> None:
+        await self._objects.delete_tail()
+
+    async def save_state(self, state: S3State) -> None:
+        self._doc.state = state
+        await self._objects.write_info(self._doc)
+
+
+class _Missing(Exception):
+    pass
+
+
+class _NoSuchUpload(Exception):
+    pass
+
+
+__all__ = ["NEXT_PART", "Doc", "Sink", "UploadObjects"]

@@ -1,0 +1,264 @@
+"""One PATCH body into S3 parts: cut into parts, one part uploading while the next one fills, then the
+chunk settled by the rules of :mod:`.s3_layout`.
+
+Memory per active upload stays near two parts (the one filling plus the one in flight), whatever the
+PATCH size. Nothing else is buffered: a part is handed to the S3 client as the buffer it was filled in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import structlog
+
+from ..tus import errors
+from ..tus.checksum import ChecksumVerifier
+from .s3_layout import MAX_PART_NUMBER, MIN_PART_SIZE, S3State, View
+
+log = structlog.get_logger("relaypacs_tus.stores.s3")
+
+#: Upper bound for the clean-up after a failed body (storing what arrived, or rolling a chunk back).
+SALVAGE_TIMEOUT = 60.0
+
+
+class PartSink(Protocol):
+    """The S3 objects of one upload, as the writer needs them."""
+
+    async def upload_part(self, number: int, data: bytes | bytearray) -> None: ...
+
+    async def put_tail(self, data: bytes, next_part: int) -> None: ...
+
+    async def delete_tail(self) -> None: ...
+
+    async def save_state(self, state: S3State) -> None: ...
+
+
+class PartLimitReached(errors.TusError):
+    """The upload used every S3 part number (10,000)."""
+
+    message = "the upload reached the S3 limit of 10,000 parts"
+
+
+class _InFlight:
+    """One part upload running beside the body; never raises into the task group."""
+
+    def __init__(self, number: int, data: bytearray) -> None:
+        self.number = number
+        self.data: bytearray | None = data
+        self.done = anyio.Event()
+        self.ok = False
+        self.error: Exception | None = None
+
+    async def run(self, sink: PartSink) -> None:
+        try:
+            assert self.data is not None
+            await sink.upload_part(self.number, self.data)
+            self.ok = True
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.data = None  # release the part's memory as soon as it is sent
+            self.done.set()
+
+
+class ChunkWriter:
+    """Writes one PATCH body after ``view`` (the upload's resolved objects) and ``head`` (the tail's bytes).
+
+    ``remaining`` is how many bytes complete the upload (None while the length is deferred): when the
+    body ends exactly there, the last bytes go up as the final part instead of a tail object.
+    """
+
+    def __init__(
+        self,
+        sink: PartSink,
+        view: View,
+        head: bytes,
+        *,
+        part_size: int,
+        verifier: ChecksumVerifier | None,
+        remaining: int | None,
+    ) -> None:
+        self._sink = sink
+        self._state = view.state
+        self._next = view.next_part
+        self._tail_exists = view.tail is not None or view.stale_tail
+        self._part_size = part_size
+        self._verifier = verifier
+        self._remaining = remaining
+        self._buf = bytearray(part_size)
+        self._buf[: len(head)] = head
+        self._pos = self._hashed = len(head)
+        self._inflight: _InFlight | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._uncertain: list[int] = []  # parts whose upload failed: they may or may not exist
+        self._shipped = False  # a part of this body was uploaded (the old tail is inside it)
+        self._tail_put: str | None = None  # None | "sent" (outcome unknown) | "done": the new tail
+        self._committed = False  # the chunk is final; nothing may be rolled back any more
+        self.received = 0
+
+    async def write(self, body: AsyncIterator[bytes]) -> int:
+        """Write the body; returns the bytes received. On failure the chunk is settled (kept, or rolled
+        back when checksummed) and the failure re-raised."""
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self._feed(body)
+                await self._complete()
+            except Exception as exc:  # raised below, outside the task group (no ExceptionGroup)
+                failure = exc
+                await self._salvage_shielded()
+            except BaseException:  # cancelled: the part in flight is cancelled with us
+                await self._salvage_shielded()
+                raise
+        if failure is not None:
+            raise failure
+        return self.received
+
+    # -- receiving ---------------------------------------------------------------------------------------
+
+    async def _feed(self, body: AsyncIterator[bytes]) -> None:
+        size = self._part_size
+        async for chunk in body:
+            self.received += len(chunk)
+            view = memoryview(chunk)
+            while view:
+                n = min(len(view), size - self._pos)
+                self._buf[self._pos : self._pos + n] = view[:n]
+                self._pos += n
+                view = view[n:]
+                if self._pos == size:
+                    await self._ship(*self._take())
+
+    def _take(self) -> tuple[bytearray, int]:
+        """The filled buffer and where its unhashed bytes start; a fresh buffer takes its place."""
+        data = self._buf if self._pos == len(self._buf) else self._buf[: self._pos]
+        start = self._hashed
+        self._buf, self._pos, self._hashed = bytearray(self._part_size), 0, 0
+        return data, start
+
+    async def _hash(self, data: bytearray | memoryview, start: int) -> None:
+        """Feed the body's bytes (not the old tail's) to the verifier, in a worker thread."""
+        if self._verifier is not None and start < len(data):
+            await anyio.to_thread.run_sync(self._verifier.update, memoryview(data)[start:])
+
+    async def _ship(self, data: bytearray, unhashed: int) -> None:
+        """Hash, then upload ``data`` as the next part once the previous one is in."""
+        await self._hash(data, unhashed)
+        await self._settle_inflight()
+        number = self._next
+        if number > MAX_PART_NUMBER:
+            raise PartLimitReached()
+        if self._verifier is not None and self._state.pending_from is None:
+            self._state.pending_from = number  # parts from here on count only once verified
+            await self._sink.save_state(self._state)
+        self._next += 1
+        self._shipped = True
+        self._inflight = _InFlight(number, data)
+        assert self._tg is not None
+        self._tg.start_soon(self._inflight.run, self._sink)
+
+    async def _settle_inflight(self) -> None:
+        up, self._inflight = self._inflight, None
+        if up is None:
+            return
+        await up.done.wait()
+        if not up.ok:
+            self._uncertain.append(up.number)
+            raise up.error or errors.StoreUnavailable()
+
+    # -- ending ------------------------------------------------------------------------------------------
+
+    async def _complete(self) -> None:
+        """The body ended: verify, then store the remainder and commit the chunk."""
+        await self._settle_inflight()
+        if self._verifier is not None:
+            await self._hash(memoryview(self._buf)[: self._pos], self._hashed)
+            self._hashed = self._pos
+            self._verifier.verify()
+        tail_written = await self._store_remainder()
+        await self._commit(tail_written)
+
+    async def _store_remainder(self) -> bool:
+        """Upload the remainder as a part (>= 5 MiB, or the upload's last bytes) or write it as the tail.
+        Returns whether a new tail object was written."""
+        if not self._pos:
+            return False
+        final = self._remaining is not None and self.received == self._remaining
+        if final or self._pos >= MIN_PART_SIZE:
+            await self._ship(*self._take())
+            await self._settle_inflight()
+            return False
+        if not (self.received or self._shipped):
+            return False  # the head is the unchanged old tail
+        self._tail_put = "sent"
+        await self._sink.put_tail(bytes(memoryview(self._buf)[: self._pos]), self._next)
+        self._tail_put = "done"
+        return True
+
+    async def _commit(self, tail_written: bool) -> None:
+        if self._state.pending_from is not None:
+            # a new tail (next-part > pending) already says "verified"; otherwise the marker must go first
+            self._state.pending_from = None
+            await self._sink.save_state(self._state)
+        self._committed = True
+        if self._shipped and not tail_written and self._tail_exists:
+            await self._sink.delete_tail()  # stale already (a part after it exists); just tidy up
+
+    # -- failure -----------------------------------------------------------------------------------------
+
+    async def _salvage_shielded(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(SALVAGE_TIMEOUT) as scope:
+            try:
+                if self._committed:
+                    pass  # only tidying up failed; the chunk stands
+                elif self._verifier is not None:
+                    await self._roll_back()
+                else:
+                    await self._keep_what_arrived()
+            except Exception as exc:  # the original failure matters more; recovery rules cover the rest
+                log.warning("s3.salvage_failed", error=type(exc).__name__)
+        if scope.cancelled_caught:
+            log.warning("s3.salvage_timeout")
+
+    async def _wait_quietly(self) -> None:
+        # a failure is recorded as uncertain; the body's failure is what gets raised
+        with contextlib.suppress(Exception):
+            await self._settle_inflight()
+
+    async def _roll_back(self) -> None:
+        """A checksum chunk failed: none of its parts may ever count; the old tail is untouched.
+
+        Once the new tail was sent, the marker stays for recovery to judge: a new tail that arrived
+        means "verified, roll forward", the old one means "roll back" (:func:`.s3_layout.resolve`)."""
+        await self._wait_quietly()
+        start = self._state.pending_from
+        if start is None:
+            return  # no part was uploaded: nothing was written (a lone tail PUT is atomic)
+        if self._tail_put == "done":
+            self._state.pending_from = None  # verified and the tail is in: finish the commit
+            await self._sink.save_state(self._state)
+            return
+        if self._tail_put == "sent":
+            return
+        self._state.discard(start, self._next - 1)
+        self._state.pending_from = None
+        await self._sink.save_state(self._state)
+        log.info("s3.chunk_discarded", first_part=start, last_part=self._next - 1)
+
+    async def _keep_what_arrived(self) -> None:
+        """No checksum: keep the parts that are in and store the remainder, unless a part failed (the
+        remainder would then follow a gap)."""
+        await self._wait_quietly()
+        if self._uncertain:
+            for number in self._uncertain:
+                self._state.discard(number, number)  # never reuse it, never count it
+            await self._sink.save_state(self._state)
+            return
+        tail_written = await self._store_remainder()
+        await self._commit(tail_written)

@@ -38,7 +38,7 @@ import pytest
 from .ports import free_port_block, port_is_free
 
 ACCESS_KEY = "relaypacs"
-SECRET_KEY = "relaypacs-secret"  # noqa: S105 - a throwaway test credential
+SECRET_KEY = "relaypacs-secret"
 REGION = "us-east-1"
 PORTS = 8  # S3, S3 gRPC, master, master gRPC, volume, volume gRPC, filer, filer gRPC
 START_TIMEOUT = 60.0
@@ -141,7 +141,7 @@ class S3Server:
                 try:
                     self.client().list_buckets()
                     return
-                except Exception:  # noqa: S110 - not up yet (IAM still loading); poll again
+                except Exception:
                     pass
             time.sleep(0.2)
         raise TimeoutError(f"SeaweedFS S3 not ready after {START_TIMEOUT}s:\n{self.log_tail()}")
@@ -172,7 +172,7 @@ class S3Server:
                  f"filer-{p + 6}", f"filer-grpc-{p + 7}"]  # fmt: skip
         for name in names:
             with contextlib.suppress(OSError):
-                os.unlink(f"/tmp/seaweedfs-{name}.sock")  # noqa: S108 - where weed puts them
+                os.unlink(f"/tmp/seaweedfs-{name}.sock")
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -115,7 +115,9 @@ def wrong_verifier(algorithm: str = "sha256") -> ChecksumVerifier:
     return ChecksumVerifier(Checksum(algorithm=algorithm, digest=digest(b"not it", algorithm)))
 
 
-async def body(data: bytes, *, chunk: int = 256 * 1024, fail_after: int | None = None) -> AsyncIterator[bytes]:
+async def body(
+    data: bytes, *, chunk: int = 256 * 1024, fail_after: int | None = None
+) -> AsyncIterator[bytes]:
     """The body of a PATCH; with ``fail_after`` the client "disconnects" after that many bytes."""
     end = len(data) if fail_after is None else fail_after
     for start in range(0, end, chunk):

@@ -17,12 +17,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import __version__
+from .audit.hooks import AuditingHooks, upload_fields
+from .auth.headers import SecurityHeaders
+from .auth.middleware import AuthMiddleware, AuthState
+from .auth.registry import UploadTokens
+from .auth.routes import TokenEndpoints
 from .hooks.config import PipelineConfig
 from .hooks.runner import parse_events
 from .hooks.service import HookConfig, open_hook_service
+from .security import limits, new_state, open_security
 from .settings import Settings
 from .tus import errors, spec
 from .tus.engine import Engine, EngineConfig
+from .tus.events import Hooks
 from .tus.locks import MemoryLocker
 from .tus.routes import ProxyTrust, TusEndpoint
 from .tus.store import UploadStore
@@ -117,25 +124,35 @@ def create_app(settings: Settings) -> Starlette:
     runtime = Runtime()
     endpoint = _LateEndpoint(runtime, settings)
     status = StatusApi()
+    auth_state = new_state()
+    token_endpoints = TokenEndpoints(
+        lambda: _uploads(auth_state), base_path=settings.base_path, public_url=settings.public_url,
+        audit=lambda: auth_state.audit,
+    )  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
             open_store(settings) as store,
-            open_hook_service(store, hook_config(settings)) as hook_service,
+            open_security(settings, store, auth_state),
+            open_hook_service(store, hook_config(settings), audit=auth_state.audit) as hook_service,
             anyio.create_task_group() as tg,
         ):
+            hooks: Hooks = hook_service.hooks
+            if auth_state.audit is not None:  # records the upload lifecycle, then defers to the hooks
+                hashing = settings.audit_hash_uploads
+                hooks = AuditingHooks(hooks, auth_state.audit, store, hash_uploads=hashing)
             engine = Engine(
                 store,
                 config=engine_config(settings),
                 locker=MemoryLocker(acquire_timeout=settings.lock_timeout),
-                hooks=hook_service.hooks,
+                hooks=hooks,
                 spawn=lambda job: tg.start_soon(job),
             )
             status.bind(store, hook_service.records)
             runtime.engine = engine
             endpoint.bind(engine)
-            tg.start_soon(_sweeper, engine, settings.sweep_interval)
+            tg.start_soon(_sweeper, engine, settings.sweep_interval, auth_state)
             runtime.ready = True
             log.info("server.started", store=store.name, base_path=settings.base_path, version=__version__)
             try:
@@ -160,16 +177,33 @@ def create_app(settings: Settings) -> Starlette:
         return JSONResponse({"status": "ready"})
 
     routes = [Route("/healthz", healthz), Route("/readyz", readyz), *status.routes(), *endpoint.routes()]
+    routes += token_endpoints.routes()
     # The PWA LAST: it is mounted at / and would shadow any route added after it.
     pwa = pwa_routes(settings.web_dir, tus_endpoint=settings.base_path, csp=settings.content_security_policy)
-    return Starlette(routes=[*routes, *pwa], middleware=_middleware(settings), lifespan=lifespan)
+    return Starlette(routes=[*routes, *pwa], middleware=_middleware(settings, auth_state), lifespan=lifespan)
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _uploads(state: AuthState) -> UploadTokens:
+    if state.authenticator is None:
+        raise RuntimeError("upload tokens need RELAYPACS_AUTH=jwt")
+    return state.authenticator.uploads
+
+
+def _middleware(settings: Settings, auth_state: AuthState) -> list[Middleware]:
+    """Outermost first: security headers on every answer; CORS outside auth (preflights need no token,
+    and 401/429 answers still carry CORS headers a browser needs to read them); then auth and limits."""
+    stack = [
+        Middleware(SecurityHeaders, csp=settings.content_security_policy, hsts_max_age=settings.hsts_max_age)
+    ]
+    auth = Middleware(
+        AuthMiddleware, state=auth_state, enabled=settings.auth == "jwt", base_path=settings.base_path,
+        limits=limits(settings),
+    )  # fmt: skip
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if not origins:
-        return []
+        return [*stack, auth]
     return [
+        *stack,
         Middleware(
             CORSMiddleware,
             allow_origins=origins,
@@ -177,7 +211,8 @@ def _middleware(settings: Settings) -> list[Middleware]:
             allow_headers=CORS_ALLOW_HEADERS,
             expose_headers=CORS_EXPOSE_HEADERS,
             max_age=86400,
-        )
+        ),
+        auth,
     ]
 
 
@@ -207,13 +242,17 @@ class _NotReady:
         return unavailable
 
 
-async def _sweeper(engine: Engine, interval: int) -> None:
-    """Expire idle unfinished uploads ("expiration") every ``interval`` seconds."""
+async def _sweeper(engine: Engine, interval: int, auth_state: AuthState) -> None:
+    """Expire idle unfinished uploads ("expiration") every ``interval`` seconds (and audit each)."""
     while True:
         try:
             expired = await engine.sweep()
             if expired:
                 log.info("sweep.done", expired=len(expired))
+            audit = auth_state.audit
+            if audit is not None:
+                for info in expired:
+                    await audit("upload.expired", upload_fields(info))
         except Exception:
             log.exception("sweep.failed")
         await anyio.sleep(interval)

@@ -26,7 +26,137 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(serve)
     sub.add_parser("settings", help="print every setting, its variable and default as a markdown table")
     _add_delivery_commands(sub)
+    _add_security_commands(sub)
     return parser
+
+
+def _add_security_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    token = sub.add_parser("token", help="mint a caller token (default) or an upload token (--upload)")
+    token.add_argument("--upload", action="store_true", help="an upload token (single-use by default)")
+    token.add_argument("--sub", default=os.environ.get("USER", "operator"), help="caller token subject")
+    token.add_argument("--roles", default="relaypacs.upload,relaypacs.issue", help="comma-separated roles")
+    token.add_argument("--ttl", type=int, default=None, help="seconds (caller default 3600, upload 900)")
+    token.add_argument("--max-uploads", type=int, default=None, help="uploads an upload token may create")
+    token.add_argument("--max-bytes-per-upload", type=int, default=None)
+    token.add_argument("--max-total-bytes", type=int, default=None)
+    token.add_argument("--destination", action="append", dest="destinations", help="allowed (repeatable)")
+    token.add_argument("--binding", default=None, help="JSON object or @file: the patient/study to match")
+    token.add_argument("--json", action="store_true", help="print the whole answer as JSON, not the token")
+    audit = sub.add_parser("audit", help="check the audit log")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = asub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad entry")
+    verify.add_argument("path", nargs="?", help="a .jsonl file or folder (default: the configured audit log)")
+    verify.add_argument("--key-file", default=None, help="the audit key (default: the configured one)")
+    for parser in (token, verify):
+        _add_setting_flags(parser)
+
+
+def token(settings: Settings, args: argparse.Namespace) -> int:
+    """Print a token for scripts and tests, signed with the configured keys (no server call)."""
+    import json
+
+    import anyio
+
+    from . import security
+    from .auth.registry import TokenRequest, TokenRequestError, rfc3339
+    from .auth.tokens import mint_caller_token
+
+    if not args.upload:
+        secret = security.caller_secret(settings)
+        if secret is None:
+            print("relaypacs-tus: caller tokens come from your identity provider (RELAYPACS_AUTH_JWKS)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        issuer = settings.auth_issuer.split(",")[0].strip()
+        roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+        print(mint_caller_token(secret, subject=args.sub, issuer=issuer, audience=settings.auth_audience,
+                                roles=roles, ttl=args.ttl or 3600,
+                                role_claim=settings.auth_role_claim))  # fmt: skip
+        return 0
+    try:
+        binding = args.binding
+        if binding and binding.startswith("@"):
+            binding = open(binding[1:], encoding="utf-8").read()  # noqa: SIM115
+        body = {"max_uploads": args.max_uploads, "ttl_seconds": args.ttl, "destinations": args.destinations,
+                "max_bytes_per_upload": args.max_bytes_per_upload, "max_total_bytes": args.max_total_bytes,
+                "binding": json.loads(binding) if binding else None}  # fmt: skip
+        request = TokenRequest.parse(body, security.token_policy(settings))
+    except (TokenRequestError, ValueError, OSError) as exc:
+        print(f"relaypacs-tus: {exc}", file=sys.stderr)
+        return 2
+
+    async def issue() -> dict[str, object]:
+        from .app import open_store
+        from .coordination.memory import MemoryGrantRegistry
+
+        async with open_store(settings) as store:
+            grants = MemoryGrantRegistry(security.documents(settings, store))
+            issued = await security.upload_tokens(settings, grants).issue(request, f"cli:{args.sub}")
+        return {"token": issued.token, "token_id": issued.token_id, "expires_at": rfc3339(issued.expires_at),
+                "max_uploads": issued.max_uploads}  # fmt: skip
+
+    answer = anyio.run(issue)
+    print(json.dumps(answer) if args.json else answer["token"])
+    return 0
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import anyio
+
+    from . import security
+    from .audit import FileSink, verify_entries
+    from .audit.log import Sink
+    from .auth.tokens import load_or_create_secret
+
+    key_file = Path(args.key_file) if args.key_file else None
+    key = load_or_create_secret(key_file) if key_file else security.audit_key(settings)
+
+    given: Sink | None = None
+    if args.path:
+        given = FileSink(Path(args.path)) if Path(args.path).is_dir() else _OneFile(args.path)
+
+    async def run() -> str:
+        from .app import open_store
+
+        if given is not None:
+            lines = [x async for x in given.lines()]
+        else:
+            async with open_store(settings) as store:
+                configured = security.audit_sink(settings, store)
+                if configured is None:
+                    return "off"
+                lines = [x async for x in configured.lines()]
+        report = verify_entries(key, lines)
+        print(report.describe())
+        return "ok" if report.ok else "bad"
+
+    outcome = anyio.run(run)
+    if outcome == "off":
+        print("relaypacs-tus: the audit log is off (RELAYPACS_AUDIT=off)", file=sys.stderr)
+        return 2
+    return 0 if outcome == "ok" else 1
+
+
+class _OneFile:
+    """One audit file given on the command line (e.g. a copy kept elsewhere)."""
+
+    name = "file"
+
+    def __init__(self, path: object) -> None:
+        from pathlib import Path
+
+        self.path = Path(str(path))
+
+    async def append(self, lines: list[str], first_seq: int) -> None:
+        raise NotImplementedError("read-only")
+
+    async def lines(self):  # type: ignore[no-untyped-def]
+        with self.path.open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    yield f"{self.path.name}:{number}", line.rstrip("\n")
 
 
 def _add_delivery_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -135,15 +265,20 @@ def serve(settings: Settings) -> int:
     sock.bind((settings.host, settings.port))
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if family == socket.AF_INET6 else settings.host
+    tls = bool(settings.tls_cert)
     config = uvicorn.Config(
         create_app(settings),
+        # HTTPS served by us (the app then sends HSTS); otherwise TLS ends at a proxy in front.
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        limit_concurrency=settings.max_connections or None,
         log_level=settings.log_level,
         access_log=False,
         timeout_keep_alive=75,
         # h11, not httptools: uvicorn's httptools protocol accepts a header block of any size (a 10 MB
         # header was answered 200), h11 refuses one over 64 KiB. Measured cost: ~10% of PATCH throughput.
         http="h11",
-        h11_max_incomplete_event_size=64 * 1024,
+        h11_max_incomplete_event_size=settings.max_header_size,
         # uvicorn would believe X-Forwarded-* from 127.0.0.1 by default; only RELAYPACS_TRUSTED_PROXIES
         # decides whom to believe (tus/routes.py ProxyTrust), so a local client cannot forge Location.
         proxy_headers=False,
@@ -152,10 +287,15 @@ def serve(settings: Settings) -> int:
     server = uvicorn.Server(config)
     data = settings.data_dir.resolve() if settings.store == "local" else f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
     print(
-        f"relaypacs-tus listening on http://{host}:{port}/ (tus endpoint {settings.base_path}, "
+        f"relaypacs-tus listening on {'https' if tls else 'http'}://{host}:{port}/ "
+        f"(tus endpoint {settings.base_path}, "
         f"store={settings.store}, data={data})",
         flush=True,
     )
+    if settings.auth == "jwt":
+        print("auth: bearer tokens required; for a test token run: relaypacs-tus token", flush=True)
+    else:
+        print("auth: OFF (RELAYPACS_AUTH=off): anyone who can reach this port may upload", flush=True)
     server.run(sockets=[sock])
     return 0
 
@@ -176,6 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return deliveries(settings, args)
     if args.command == "hook":
         return hook(settings, args.event)
+    if args.command == "token":
+        return token(settings, args)
+    if args.command == "audit":
+        return audit(settings, args)
     return 2
 
 

@@ -49,6 +49,8 @@ class Sink(Protocol):
 def clean(fields: dict[str, object]) -> dict[str, Any]:
     """Keep allow-listed fields with scalar (or list-of-scalar) values; long text is cut."""
     out: dict[str, Any] = {}
+    if "owner" in fields and "principal" not in fields:  # the pipeline names the principal "owner"
+        fields = {**fields, "principal": fields["owner"]}
     for key, value in fields.items():
         if key not in ALLOWED_FIELDS:
             log.debug("audit.field_dropped", field=key)

@@ -101,27 +101,51 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
+@dataclass(slots=True)
+class AuthState:
+    """What the middleware uses, filled in by the app's lifespan (which owns the clients behind it).
+    Until ``ready``, protected requests get 503. ``authenticator`` None means authentication is off."""
+
+    limiter: RateLimiter
+    slots: ConcurrencyLimiter
+    authenticator: Authenticator | None = None
+    audit: Audit | None = None
+    ready: bool = False
+
+
 class AuthMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         *,
+        state: AuthState,
+        enabled: bool = True,
         base_path: str = "/files/",
-        authenticator: Authenticator | None = None,
-        limiter: RateLimiter,
-        slots: ConcurrencyLimiter,
         limits: Limits = Limits(),
-        audit: Audit | None = None,
         protected_prefixes: tuple[str, ...] = ("/uploads/", "/batches/"),
     ) -> None:
         self.app = app
+        self.state = state
+        self.enabled = enabled
         self.base = "/" + base_path.strip("/") + "/"
-        self.authenticator = authenticator
-        self.limiter = limiter
-        self.slots = slots
         self.limits = limits
-        self.audit = audit
         self.protected = protected_prefixes
+
+    @property
+    def authenticator(self) -> Authenticator | None:
+        return self.state.authenticator if self.enabled else None
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self.state.limiter
+
+    @property
+    def slots(self) -> ConcurrencyLimiter:
+        return self.state.slots
+
+    @property
+    def audit(self) -> Audit | None:
+        return self.state.audit
 
     # -- routing ---------------------------------------------------------------------------------------
 
@@ -150,6 +174,10 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         address = _client(scope)
+        if not self.state.ready or (self.enabled and self.state.authenticator is None):
+            await _respond(scope, send, 503, {"error": "starting", "message": "The server is starting."},
+                           {"retry-after": "1"})  # fmt: skip
+            return
         try:
             identity = await self._identify(scope, route)
         except AuthError as exc:

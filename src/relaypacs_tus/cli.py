@@ -221,9 +221,11 @@ def hook(settings: Settings, event: str) -> int:
     pipeline = hook_config(settings).pipeline or PipelineConfig(work_dir=work_dir)
 
     async def run() -> bytes:
-        from .pacs.config import load_destinations
+        destinations = []
+        if settings.destinations.strip():
+            from .pacs.config import load_destinations
 
-        destinations = load_destinations(settings.destinations) if settings.destinations.strip() else []
+            destinations = load_destinations(settings.destinations)
         try:
             request = sys.stdin.buffer.read()
             return await program.run(HookType(event), request, destinations=destinations, config=pipeline)

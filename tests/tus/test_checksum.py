@@ -1,4 +1,4 @@
-""""Checksum" extension: every advertised algorithm verifies; 400 for an unsupported one, 460 on a
+""" "Checksum" extension: every advertised algorithm verifies; 400 for an unsupported one, 460 on a
 mismatch, and in both cases no byte of the chunk is kept and the offset is unchanged."""
 
 from __future__ import annotations
@@ -26,28 +26,85 @@ def digest(algorithm: str, data: bytes) -> str:
 ALGORITHMS = ("sha1", "sha256", "sha512", "md5", "crc32")
 PATCH = {**TUS, "Upload-Offset": "10", "Content-Type": OCTET}
 
-ROWS = [
-    Row(f"{alg}-match", "PATCH", "upload", 204, {**PATCH, "Upload-Checksum": digest(alg, CHUNK)}, body=CHUNK,
-        expect={"Upload-Offset": str(10 + len(CHUNK))}, harmless=False)
-    for alg in ALGORITHMS
-] + [
-    Row(f"{alg}-mismatch-460", "PATCH", "upload", 460, {**PATCH, "Upload-Checksum": digest(alg, CHUNK[:-1] + b"X")},
-        body=CHUNK, message="ERR_CHECKSUM_MISMATCH")
-    for alg in ALGORITHMS
-] + [
-    Row("unsupported-algorithm-400", "PATCH", "upload", 400,
-        {**PATCH, "Upload-Checksum": "whirlpool " + base64.b64encode(b"x" * 64).decode()}, body=CHUNK,
-        message="ERR_UNSUPPORTED_CHECKSUM_ALGORITHM"),
-    Row("uppercase-name-is-not-an-algorithm", "PATCH", "upload", 400,
-        {**PATCH, "Upload-Checksum": "SHA-1 " + base64.b64encode(b"x" * 20).decode()}, body=CHUNK),
-    Row("no-digest-400", "PATCH", "upload", 400, {**PATCH, "Upload-Checksum": "sha1"}, body=CHUNK,
-        message="ERR_INVALID_CHECKSUM"),
-    Row("digest-not-base64-400", "PATCH", "upload", 400, {**PATCH, "Upload-Checksum": "sha1 ***"}, body=CHUNK),
-    Row("digest-wrong-size-400", "PATCH", "upload", 400,
-        {**PATCH, "Upload-Checksum": "sha256 " + base64.b64encode(b"x" * 20).decode()}, body=CHUNK),
-    Row("three-tokens-400", "PATCH", "upload", 400, {**PATCH, "Upload-Checksum": digest("sha1", CHUNK) + " x"},
-        body=CHUNK),
-]
+ROWS = (
+    [
+        Row(
+            f"{alg}-match",
+            "PATCH",
+            "upload",
+            204,
+            {**PATCH, "Upload-Checksum": digest(alg, CHUNK)},
+            body=CHUNK,
+            expect={"Upload-Offset": str(10 + len(CHUNK))},
+            harmless=False,
+        )
+        for alg in ALGORITHMS
+    ]
+    + [
+        Row(
+            f"{alg}-mismatch-460",
+            "PATCH",
+            "upload",
+            460,
+            {**PATCH, "Upload-Checksum": digest(alg, CHUNK[:-1] + b"X")},
+            body=CHUNK,
+            message="ERR_CHECKSUM_MISMATCH",
+        )
+        for alg in ALGORITHMS
+    ]
+    + [
+        Row(
+            "unsupported-algorithm-400",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": "whirlpool " + base64.b64encode(b"x" * 64).decode()},
+            body=CHUNK,
+            message="ERR_UNSUPPORTED_CHECKSUM_ALGORITHM",
+        ),
+        Row(
+            "uppercase-name-is-not-an-algorithm",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": "SHA-1 " + base64.b64encode(b"x" * 20).decode()},
+            body=CHUNK,
+        ),
+        Row(
+            "no-digest-400",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": "sha1"},
+            body=CHUNK,
+            message="ERR_INVALID_CHECKSUM",
+        ),
+        Row(
+            "digest-not-base64-400",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": "sha1 ***"},
+            body=CHUNK,
+        ),
+        Row(
+            "digest-wrong-size-400",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": "sha256 " + base64.b64encode(b"x" * 20).decode()},
+            body=CHUNK,
+        ),
+        Row(
+            "three-tokens-400",
+            "PATCH",
+            "upload",
+            400,
+            {**PATCH, "Upload-Checksum": digest("sha1", CHUNK) + " x"},
+            body=CHUNK,
+        ),
+    ]
+)
 
 
 @pytest.mark.parametrize("row", [r.param() for r in ROWS])
@@ -67,7 +124,12 @@ def test_mismatch_with_chunked_body_keeps_nothing(tus: TusHelper) -> None:
     big = tus.create(300_000)
     r = tus.http.patch(
         big,
-        headers={**TUS, "Upload-Offset": "0", "Content-Type": OCTET, "Upload-Checksum": digest("sha1", b"nope")},
+        headers={
+            **TUS,
+            "Upload-Offset": "0",
+            "Content-Type": OCTET,
+            "Upload-Checksum": digest("sha1", b"nope"),
+        },
         content=chunked(*parts),
     )
     assert r.status_code == 460
@@ -81,7 +143,8 @@ def test_checksum_covers_the_last_chunk_and_finishes(tus: TusHelper) -> None:
     assert tus.patch(url, 0, CHUNK, Upload_Checksum=digest("sha256", CHUNK)).status_code == 204
     assert tus.patch(url, len(CHUNK), CHUNK, Upload_Checksum=digest("md5", b"wrong")).status_code == 460
     r = tus.patch(url, len(CHUNK), CHUNK, Upload_Checksum=digest("crc32", CHUNK))
-    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(len(CHUNK) * 2)
+    assert r.status_code == 204
+    assert r.headers["Upload-Offset"] == str(len(CHUNK) * 2)
     assert tus.data_path(url).read_bytes() == CHUNK * 2
 
 

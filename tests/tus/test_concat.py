@@ -1,4 +1,4 @@
-""""Concatenation" and "concatenation-unfinished" on the real server."""
+""" "Concatenation" and "concatenation-unfinished" on the real server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def final(tus: TusHelper, *urls: str, **headers: str) -> httpx.Response:
 def test_partials_concatenate_in_order(tus: TusHelper) -> None:
     a, b = partial(tus, b"hello"), partial(tus, b" world")
     head = tus.head(a)
-    assert head.headers["Upload-Concat"] == "partial" and head.headers["Upload-Offset"] == "5"
+    assert head.headers["Upload-Concat"] == "partial"
+    assert head.headers["Upload-Offset"] == "5"
     r = final(tus, a, b, Upload_Metadata="filename aGVsbG8udHh0")
     assert r.status_code == 201, r.text
     assert "Upload-Offset" not in r.headers or r.headers["Upload-Offset"] == "11"
@@ -59,7 +60,9 @@ def test_concatenation_unfinished(tus: TusHelper) -> None:
     assert tus.patch(a, 0, b"first-").status_code == 204
     assert "Upload-Offset" not in tus.head(url).headers
     assert tus.patch(b, 0, b"second").status_code == 204
-    wait_until(lambda: tus.head(url).headers.get("Upload-Offset") == "12", what="the final upload to concatenate")
+    wait_until(
+        lambda: tus.head(url).headers.get("Upload-Offset") == "12", what="the final upload to concatenate"
+    )
     assert tus.data_path(url).read_bytes() == b"first-second"
 
 
@@ -68,23 +71,64 @@ def test_final_length_unknown_while_a_partial_defers(tus: TusHelper) -> None:
     d = tus.create(None, None, Upload_Defer_Length="1", Upload_Concat="partial")
     url = final(tus, a, d).headers["Location"]
     head = tus.head(url)
-    assert "Upload-Length" not in head.headers and "Upload-Offset" not in head.headers
+    assert "Upload-Length" not in head.headers
+    assert "Upload-Offset" not in head.headers
     assert tus.patch(d, 0, b"de", Upload_Length="2").status_code == 204
     wait_until(lambda: tus.head(url).headers.get("Upload-Offset") == "5", what="concatenation")
     assert tus.data_path(url).read_bytes() == b"abcde"
 
 
 CONCAT_ROWS = [
-    Row("final-with-upload-length-400", "POST", "collection", 400,
-        {**TUS, "Upload-Concat": "final;/files/" + "0" * 32, "Upload-Length": "5"}),
-    Row("final-with-defer-400", "POST", "collection", 400,
-        {**TUS, "Upload-Concat": "final;/files/" + "0" * 32, "Upload-Defer-Length": "1"}),
-    Row("final-without-urls-400", "POST", "collection", 400, {**TUS, "Upload-Concat": "final;"},
-        message="ERR_INVALID_CONCAT"),
-    Row("concat-garbage-400", "POST", "collection", 400, {**TUS, "Upload-Concat": "partially", "Upload-Length": "1"}),
-    Row("final-foreign-url-400", "POST", "collection", 400, {**TUS, "Upload-Concat": "final;https://other/x/abc"}),
-    Row("final-unknown-partial-404", "POST", "collection", 404, {**TUS, "Upload-Concat": "final;/files/" + "0" * 32}),
-    Row("final-dotdot-partial-404", "POST", "collection", 404, {**TUS, "Upload-Concat": "final;/files/../../etc"}),
+    Row(
+        "final-with-upload-length-400",
+        "POST",
+        "collection",
+        400,
+        {**TUS, "Upload-Concat": "final;/files/" + "0" * 32, "Upload-Length": "5"},
+    ),
+    Row(
+        "final-with-defer-400",
+        "POST",
+        "collection",
+        400,
+        {**TUS, "Upload-Concat": "final;/files/" + "0" * 32, "Upload-Defer-Length": "1"},
+    ),
+    Row(
+        "final-without-urls-400",
+        "POST",
+        "collection",
+        400,
+        {**TUS, "Upload-Concat": "final;"},
+        message="ERR_INVALID_CONCAT",
+    ),
+    Row(
+        "concat-garbage-400",
+        "POST",
+        "collection",
+        400,
+        {**TUS, "Upload-Concat": "partially", "Upload-Length": "1"},
+    ),
+    Row(
+        "final-foreign-url-400",
+        "POST",
+        "collection",
+        400,
+        {**TUS, "Upload-Concat": "final;https://other/x/abc"},
+    ),
+    Row(
+        "final-unknown-partial-404",
+        "POST",
+        "collection",
+        404,
+        {**TUS, "Upload-Concat": "final;/files/" + "0" * 32},
+    ),
+    Row(
+        "final-dotdot-partial-404",
+        "POST",
+        "collection",
+        404,
+        {**TUS, "Upload-Concat": "final;/files/../../etc"},
+    ),
 ]
 
 
@@ -96,7 +140,8 @@ def test_concat_rule(tus: TusHelper, row: Row) -> None:
 def test_final_of_a_non_partial_400(tus: TusHelper) -> None:
     plain = tus.target()
     r = final(tus, plain)
-    assert r.status_code == 400 and b"ERR_UPLOAD_NOT_PARTIAL" in r.content
+    assert r.status_code == 400
+    assert b"ERR_UPLOAD_NOT_PARTIAL" in r.content
 
 
 def test_final_over_max_size_413(tus: TusHelper) -> None:
@@ -109,7 +154,8 @@ def test_patch_to_finished_final_403(tus: TusHelper) -> None:
     a = partial(tus, b"xy")
     url = final(tus, a).headers["Location"]
     r = tus.http.patch(url, headers={**TUS, "Upload-Offset": "2", "Content-Type": OCTET}, content=b"z")
-    assert r.status_code == 403 and b"ERR_MODIFY_FINAL" in r.content
+    assert r.status_code == 403
+    assert b"ERR_MODIFY_FINAL" in r.content
     assert tus.data_path(url).read_bytes() == b"xy"
 
 
@@ -118,4 +164,5 @@ def test_terminated_partial_leaves_final_unfinished(tus: TusHelper) -> None:
     url = final(tus, a, b).headers["Location"]
     assert tus.http.delete(b, headers=TUS).status_code == 204
     head = tus.head(url)
-    assert head.status_code == 200 and "Upload-Offset" not in head.headers
+    assert head.status_code == 200
+    assert "Upload-Offset" not in head.headers

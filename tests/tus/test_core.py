@@ -29,11 +29,22 @@ OPTIONS_ROWS = [
         },
     ),
     # "OPTIONS": the server MUST ignore Tus-Resumable, even an unsupported one.
-    Row("options-ignores-tus-resumable", "OPTIONS", "collection", 204, {"Tus-Resumable": "0.2.2"},
-        expect={"Tus-Version": "1.0.0"}),
+    Row(
+        "options-ignores-tus-resumable",
+        "OPTIONS",
+        "collection",
+        204,
+        {"Tus-Resumable": "0.2.2"},
+        expect={"Tus-Version": "1.0.0"},
+    ),
     Row("options-on-an-upload", "OPTIONS", "upload", 204, expect={"Tus-Version": "1.0.0"}),
-    Row("no-checksum-trailer", "OPTIONS", "collection", 204,
-        expect={"Tus-Extension": re.compile(r"(?!.*checksum-trailer).*")}),
+    Row(
+        "no-checksum-trailer",
+        "OPTIONS",
+        "collection",
+        204,
+        expect={"Tus-Extension": re.compile(r"(?!.*checksum-trailer).*")},
+    ),
 ]
 
 HEAD_ROWS = [
@@ -52,7 +63,14 @@ HEAD_ROWS = [
             "Upload-Defer-Length": None,
         },
     ),
-    Row("head-unknown-404", "HEAD", UNKNOWN, 404, TUS, expect={"Upload-Offset": None, "Cache-Control": "no-store"}),
+    Row(
+        "head-unknown-404",
+        "HEAD",
+        UNKNOWN,
+        404,
+        TUS,
+        expect={"Upload-Offset": None, "Cache-Control": "no-store"},
+    ),
     Row("head-short-id-404", "HEAD", "/files/abc", 404, TUS, expect={"Upload-Offset": None}),
     Row("head-dotdot-404", "HEAD", "/files/../../etc/passwd", 404, TUS, expect={"Upload-Offset": None}),
     Row("head-encoded-dotdot-404", "HEAD", "/files/..%2F..%2Fetc%2Fpasswd", 404, TUS),
@@ -61,44 +79,149 @@ HEAD_ROWS = [
 ]
 
 PATCH_ROWS = [
-    Row("patch-appends", "PATCH", "upload", 204, {**TUS, "Upload-Offset": "10", "Content-Type": OCTET},
-        body=b"x" * 5, expect={"Upload-Offset": "15", "Upload-Expires": HTTP_DATE}, harmless=False),
-    Row("patch-content-type-params-ok", "PATCH", "upload", 204,
+    Row(
+        "patch-appends",
+        "PATCH",
+        "upload",
+        204,
+        {**TUS, "Upload-Offset": "10", "Content-Type": OCTET},
+        body=b"x" * 5,
+        expect={"Upload-Offset": "15", "Upload-Expires": HTTP_DATE},
+        harmless=False,
+    ),
+    Row(
+        "patch-content-type-params-ok",
+        "PATCH",
+        "upload",
+        204,
         {**TUS, "Upload-Offset": "10", "Content-Type": "Application/Offset+Octet-Stream; charset=binary"},
-        body=b"y", expect={"Upload-Offset": "11"}, harmless=False),
-    Row("patch-offset-mismatch-409", "PATCH", "upload", 409, {**TUS, "Upload-Offset": "3", "Content-Type": OCTET},
-        body=b"zzz", expect={"Upload-Offset": "10"}, message="ERR_MISMATCHED_OFFSET"),
-    Row("patch-offset-ahead-409", "PATCH", "upload", 409, {**TUS, "Upload-Offset": "50", "Content-Type": OCTET},
-        body=b"zzz", message="ERR_MISMATCHED_OFFSET"),
-    Row("patch-wrong-content-type-415", "PATCH", "upload", 415,
-        {**TUS, "Upload-Offset": "10", "Content-Type": "application/octet-stream"}, body=b"abc",
-        message="ERR_INVALID_CONTENT_TYPE"),
+        body=b"y",
+        expect={"Upload-Offset": "11"},
+        harmless=False,
+    ),
+    Row(
+        "patch-offset-mismatch-409",
+        "PATCH",
+        "upload",
+        409,
+        {**TUS, "Upload-Offset": "3", "Content-Type": OCTET},
+        body=b"zzz",
+        expect={"Upload-Offset": "10"},
+        message="ERR_MISMATCHED_OFFSET",
+    ),
+    Row(
+        "patch-offset-ahead-409",
+        "PATCH",
+        "upload",
+        409,
+        {**TUS, "Upload-Offset": "50", "Content-Type": OCTET},
+        body=b"zzz",
+        message="ERR_MISMATCHED_OFFSET",
+    ),
+    Row(
+        "patch-wrong-content-type-415",
+        "PATCH",
+        "upload",
+        415,
+        {**TUS, "Upload-Offset": "10", "Content-Type": "application/octet-stream"},
+        body=b"abc",
+        message="ERR_INVALID_CONTENT_TYPE",
+    ),
     Row("patch-no-content-type-415", "PATCH", "upload", 415, {**TUS, "Upload-Offset": "10"}, body=b"abc"),
-    Row("patch-negative-offset-400", "PATCH", "upload", 400, {**TUS, "Upload-Offset": "-1", "Content-Type": OCTET},
-        body=b"abc", message="ERR_INVALID_OFFSET"),
-    Row("patch-text-offset-400", "PATCH", "upload", 400, {**TUS, "Upload-Offset": "ten", "Content-Type": OCTET},
-        body=b"abc", message="ERR_INVALID_OFFSET"),
-    Row("patch-float-offset-400", "PATCH", "upload", 400, {**TUS, "Upload-Offset": "10.0", "Content-Type": OCTET},
-        body=b"abc"),
-    Row("patch-huge-offset-400", "PATCH", "upload", 400,
-        {**TUS, "Upload-Offset": "9" * 30, "Content-Type": OCTET}, body=b"abc"),
+    Row(
+        "patch-negative-offset-400",
+        "PATCH",
+        "upload",
+        400,
+        {**TUS, "Upload-Offset": "-1", "Content-Type": OCTET},
+        body=b"abc",
+        message="ERR_INVALID_OFFSET",
+    ),
+    Row(
+        "patch-text-offset-400",
+        "PATCH",
+        "upload",
+        400,
+        {**TUS, "Upload-Offset": "ten", "Content-Type": OCTET},
+        body=b"abc",
+        message="ERR_INVALID_OFFSET",
+    ),
+    Row(
+        "patch-float-offset-400",
+        "PATCH",
+        "upload",
+        400,
+        {**TUS, "Upload-Offset": "10.0", "Content-Type": OCTET},
+        body=b"abc",
+    ),
+    Row(
+        "patch-huge-offset-400",
+        "PATCH",
+        "upload",
+        400,
+        {**TUS, "Upload-Offset": "9" * 30, "Content-Type": OCTET},
+        body=b"abc",
+    ),
     Row("patch-missing-offset-400", "PATCH", "upload", 400, {**TUS, "Content-Type": OCTET}, body=b"abc"),
-    Row("patch-past-length-413", "PATCH", "upload", 413, {**TUS, "Upload-Offset": "10", "Content-Type": OCTET},
-        body=b"q" * 91, message="ERR_UPLOAD_SIZE_EXCEEDED"),
-    Row("patch-changes-length-400", "PATCH", "upload", 400,
-        {**TUS, "Upload-Offset": "10", "Content-Type": OCTET, "Upload-Length": "50"}, body=b"abc"),
-    Row("patch-unknown-404", "PATCH", UNKNOWN, 404, {**TUS, "Upload-Offset": "0", "Content-Type": OCTET},
-        body=b"abc"),
-    Row("patch-dotdot-404", "PATCH", "/files/../uploads/x", 404, {**TUS, "Upload-Offset": "0", "Content-Type": OCTET},
-        body=b"abc"),
-    Row("patch-encoded-dotdot-404", "PATCH", "/files/..%2f..%2fuploads", 404,
-        {**TUS, "Upload-Offset": "0", "Content-Type": OCTET}, body=b"abc"),
+    Row(
+        "patch-past-length-413",
+        "PATCH",
+        "upload",
+        413,
+        {**TUS, "Upload-Offset": "10", "Content-Type": OCTET},
+        body=b"q" * 91,
+        message="ERR_UPLOAD_SIZE_EXCEEDED",
+    ),
+    Row(
+        "patch-changes-length-400",
+        "PATCH",
+        "upload",
+        400,
+        {**TUS, "Upload-Offset": "10", "Content-Type": OCTET, "Upload-Length": "50"},
+        body=b"abc",
+    ),
+    Row(
+        "patch-unknown-404",
+        "PATCH",
+        UNKNOWN,
+        404,
+        {**TUS, "Upload-Offset": "0", "Content-Type": OCTET},
+        body=b"abc",
+    ),
+    Row(
+        "patch-dotdot-404",
+        "PATCH",
+        "/files/../uploads/x",
+        404,
+        {**TUS, "Upload-Offset": "0", "Content-Type": OCTET},
+        body=b"abc",
+    ),
+    Row(
+        "patch-encoded-dotdot-404",
+        "PATCH",
+        "/files/..%2f..%2fuploads",
+        404,
+        {**TUS, "Upload-Offset": "0", "Content-Type": OCTET},
+        body=b"abc",
+    ),
 ]
 
 VERSION_ROWS = [
-    Row(f"412-{method.lower()}-{label}", method, target, 412, headers, body=body,
-        expect={"Tus-Version": "1.0.0"}, message="" if method == "HEAD" else "ERR_UNSUPPORTED_VERSION")
-    for label, version in (("old", {"Tus-Resumable": "0.2.2"}), ("missing", {}), ("garbage", {"Tus-Resumable": "x"}))
+    Row(
+        f"412-{method.lower()}-{label}",
+        method,
+        target,
+        412,
+        headers,
+        body=body,
+        expect={"Tus-Version": "1.0.0"},
+        message="" if method == "HEAD" else "ERR_UNSUPPORTED_VERSION",
+    )
+    for label, version in (
+        ("old", {"Tus-Resumable": "0.2.2"}),
+        ("missing", {}),
+        ("garbage", {"Tus-Resumable": "x"}),
+    )
     for method, target, headers, body in (
         ("HEAD", "upload", version, b""),
         ("PATCH", "upload", {**version, "Upload-Offset": "10", "Content-Type": OCTET}, b"abc"),
@@ -108,13 +231,32 @@ VERSION_ROWS = [
 ]
 
 OVERRIDE_ROWS = [
-    Row("override-post-as-patch", "POST", "upload", 204,
+    Row(
+        "override-post-as-patch",
+        "POST",
+        "upload",
+        204,
         {**TUS, "X-HTTP-Method-Override": "PATCH", "Upload-Offset": "10", "Content-Type": OCTET},
-        body=b"abcd", expect={"Upload-Offset": "14"}, harmless=False),
-    Row("override-post-as-head", "POST", "upload", 200, {**TUS, "X-HTTP-Method-Override": "HEAD"},
-        expect={"Upload-Offset": "10", "Upload-Length": "100"}),
-    Row("override-post-as-delete", "POST", "upload", 204, {**TUS, "X-HTTP-Method-Override": "DELETE"},
-        harmless=False),
+        body=b"abcd",
+        expect={"Upload-Offset": "14"},
+        harmless=False,
+    ),
+    Row(
+        "override-post-as-head",
+        "POST",
+        "upload",
+        200,
+        {**TUS, "X-HTTP-Method-Override": "HEAD"},
+        expect={"Upload-Offset": "10", "Upload-Length": "100"},
+    ),
+    Row(
+        "override-post-as-delete",
+        "POST",
+        "upload",
+        204,
+        {**TUS, "X-HTTP-Method-Override": "DELETE"},
+        harmless=False,
+    ),
     Row("override-unknown-method-405", "POST", "upload", 405, {**TUS, "X-HTTP-Method-Override": "BREW"}),
 ]
 
@@ -127,7 +269,8 @@ OTHER_ROWS = [
 
 
 @pytest.mark.parametrize(
-    "row", [r.param() for r in OPTIONS_ROWS + HEAD_ROWS + PATCH_ROWS + VERSION_ROWS + OVERRIDE_ROWS + OTHER_ROWS]
+    "row",
+    [r.param() for r in OPTIONS_ROWS + HEAD_ROWS + PATCH_ROWS + VERSION_ROWS + OVERRIDE_ROWS + OTHER_ROWS],
 )
 def test_core_rule(tus: TusHelper, row: Row) -> None:
     check_row(tus, row)
@@ -137,7 +280,8 @@ def test_patch_keeps_bytes_in_order(tus: TusHelper) -> None:
     url = tus.target()
     assert tus.patch(url, 10, b"A" * 40).status_code == 204
     r = tus.patch(url, 50, b"B" * 50)
-    assert r.status_code == 204 and r.headers["Upload-Offset"] == "100"
+    assert r.status_code == 204
+    assert r.headers["Upload-Offset"] == "100"
     assert "Upload-Expires" not in r.headers, "a finished upload no longer expires"
     assert tus.data_path(url).read_bytes() == bytes(range(10)) + b"A" * 40 + b"B" * 50
     head = tus.head(url)
@@ -145,11 +289,12 @@ def test_patch_keeps_bytes_in_order(tus: TusHelper) -> None:
 
 
 def test_termination_then_410(tus: TusHelper) -> None:
-    """"Termination": DELETE answers 204, later requests 404 or 410 (we keep a tombstone: 410)."""
+    """ "Termination": DELETE answers 204, later requests 404 or 410 (we keep a tombstone: 410)."""
     url = tus.target()
     path = tus.data_path(url)
     r = tus.http.delete(url, headers=TUS)
-    assert r.status_code == 204 and r.headers["Tus-Resumable"] == "1.0.0"
+    assert r.status_code == 204
+    assert r.headers["Tus-Resumable"] == "1.0.0"
     assert not path.exists(), "termination frees the bytes"
     assert tus.head(url).status_code == 410
     assert tus.patch(url, 10, b"x").status_code == 410

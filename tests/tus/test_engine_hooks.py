@@ -19,7 +19,9 @@ from relaypacs_tus.tus.headers import parse_metadata
 from relaypacs_tus.tus.routes import TusEndpoint
 
 pytestmark = pytest.mark.anyio
-REQ = HTTPRequest(method="PATCH", uri="/files/x", remote_addr="127.0.0.1:1", header={"Tus-Resumable": ["1.0.0"]})
+REQ = HTTPRequest(
+    method="PATCH", uri="/files/x", remote_addr="127.0.0.1:1", header={"Tus-Resumable": ["1.0.0"]}
+)
 Answer = Callable[[HookEvent], HookResponse | Awaitable[HookResponse]]
 
 
@@ -99,15 +101,18 @@ async def test_the_seven_events_in_order(make_engine: Callable[..., Engine]) -> 
     tusd = finish.to_tusd()
     assert tusd["Type"] == "post-finish"
     upload = tusd["Event"]["Upload"]
-    assert upload["ID"] == info.id and upload["Size"] == upload["Offset"] == 4
-    assert upload["MetaData"] == {"filename": "a.dcm"} and upload["Storage"]["Type"] == "filestore"
+    assert upload["ID"] == info.id
+    assert upload["Size"] == upload["Offset"] == 4
+    assert upload["MetaData"] == {"filename": "a.dcm"}
+    assert upload["Storage"]["Type"] == "filestore"
     assert tusd["Event"]["HTTPRequest"]["Method"] == "PATCH"
     pre_create = next(e for e in hooks.events if e.type is HookType.PRE_CREATE).to_tusd()
-    assert pre_create["Event"]["Upload"]["ID"] == "" and pre_create["Event"]["Upload"]["Storage"] is None
+    assert pre_create["Event"]["Upload"]["ID"] == ""
+    assert pre_create["Event"]["Upload"]["Storage"] is None
 
 
 @pytest.mark.parametrize(
-    "response,status,message",
+    ("response", "status", "message"),
     [
         (HookResponse(reject_upload=True, http_response=HTTPResponse(403, "uploads are closed")), 403,
          "uploads are closed"),
@@ -121,7 +126,8 @@ async def test_pre_create_rejects(
     engine = make_engine(hooks)
     with pytest.raises(errors.UploadRejected) as caught:
         await engine.create(creation(), REQ)
-    assert caught.value.status == status and caught.value.message == message
+    assert caught.value.status == status
+    assert caught.value.message == message
     assert [i async for i in engine.store.list_ids()] == [], "a rejected upload is never stored"
     assert "post-create" not in hooks.types()
 
@@ -132,7 +138,8 @@ async def test_pre_create_changes_metadata_and_id(make_engine: Callable[..., Eng
     info = (await engine.create(creation(), REQ)).info
     assert info.id == "ab" * 16
     stored = await engine.get(info.id)
-    assert stored.metadata == {"filename": "renamed.dcm"} and stored.metadata_header == "filename cmVuYW1lZC5kY20="
+    assert stored.metadata == {"filename": "renamed.dcm"}
+    assert stored.metadata_header == "filename cmVuYW1lZC5kY20="
 
 
 async def test_pre_finish_rejects_with_status_and_reason(make_engine: Callable[..., Engine]) -> None:
@@ -142,10 +149,12 @@ async def test_pre_finish_rejects_with_status_and_reason(make_engine: Callable[.
     info = (await engine.create(creation(4), REQ)).info
     with pytest.raises(errors.UploadRejected) as caught:
         await engine.append(info.id, Patch(offset=0, body=body(b"abcd")), REQ)
-    assert caught.value.status == 422 and caught.value.body == "not a DICOM file"
+    assert caught.value.status == 422
+    assert caught.value.body == "not a DICOM file"
     assert caught.value.headers == {"X-Reason": "not_dicom"}
     stored = await engine.store.get(info.id)
-    assert stored.state == "rejected" and stored.extra["rejection"]["status"] == 422
+    assert stored.state == "rejected"
+    assert stored.extra["rejection"]["status"] == 422
     await anyio.sleep(0.05)
     assert "post-finish" not in hooks.types()
 
@@ -227,7 +236,9 @@ async def test_sweeper_finishes_uploads_a_crash_left_unfinished(make_engine: Cal
 
 
 async def test_rejections_reach_the_client_through_the_adapter(make_engine: Callable[..., Engine]) -> None:
-    refuse_create = HookResponse(reject_upload=True, http_response=HTTPResponse(403, "upload link already used"))
+    refuse_create = HookResponse(
+        reject_upload=True, http_response=HTTPResponse(403, "upload link already used")
+    )
     refuse_finish = HookResponse(http_response=HTTPResponse(422, "not a DICOM file"))
 
     def pre_create(event: HookEvent) -> HookResponse:
@@ -238,14 +249,19 @@ async def test_rejections_reach_the_client_through_the_adapter(make_engine: Call
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://relay") as c:
         tus = {"Tus-Resumable": "1.0.0"}
-        r = await c.post("/files/", headers={**tus, "Upload-Length": "2", "Upload-Metadata": "filename YmxvY2tlZA=="})
-        assert r.status_code == 403 and r.text == "upload link already used"
-        assert r.headers["Tus-Resumable"] == "1.0.0" and "Location" not in r.headers
+        r = await c.post(
+            "/files/", headers={**tus, "Upload-Length": "2", "Upload-Metadata": "filename YmxvY2tlZA=="}
+        )
+        assert r.status_code == 403
+        assert r.text == "upload link already used"
+        assert r.headers["Tus-Resumable"] == "1.0.0"
+        assert "Location" not in r.headers
         r = await c.post("/files/", headers={**tus, "Upload-Length": "2"})
         assert r.status_code == 201
         url = r.headers["Location"]
         patch = {**tus, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
         r = await c.patch(url, headers=patch, content=b"no")
-        assert r.status_code == 422 and r.text == "not a DICOM file"
+        assert r.status_code == 422
+        assert r.text == "not a DICOM file"
         head = await c.head(url, headers=tus)
         assert head.headers["Upload-Offset"] == "2", "the bytes stay; the rejection is recorded"

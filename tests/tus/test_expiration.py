@@ -1,10 +1,10 @@
-""""Expiration": Upload-Expires on the responses the spec names, 410 once expired, and the background
+""" "Expiration": Upload-Expires on the responses the spec names, 410 once expired, and the background
 sweeper deleting expired uploads (tiny RELAYPACS_EXPIRATION and RELAYPACS_SWEEP_INTERVAL)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -45,9 +45,11 @@ def test_upload_expires_on_post_patch_and_head(exp: TusHelper) -> None:
     created = expires(r)
     url = r.headers["Location"]
     r = exp.patch(url, 0, b"abc")
-    assert r.status_code == 204 and expires(r) >= created, "each PATCH pushes the expiry forward"
+    assert r.status_code == 204
+    assert expires(r) >= created, "each PATCH pushes the expiry forward"
     assert expires(exp.head(url)) == expires(r)
-    assert created.tzinfo is not None and created > datetime(2000, 1, 1, tzinfo=UTC)
+    assert created.tzinfo is not None
+    assert created > datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def test_expired_upload_gets_410_and_is_swept(exp: TusHelper) -> None:
@@ -61,12 +63,15 @@ def test_expired_upload_gets_410_and_is_swept(exp: TusHelper) -> None:
     wait_until(lambda: not data.exists(), timeout=EXPIRATION * 10, what="the sweeper to delete the bytes")
     assert exp.head(url).status_code == 410, "the tombstone keeps answering 410"
     r = exp.patch(url, 3, b"d")
-    assert r.status_code == 410 and b"ERR_UPLOAD_GONE" in r.content
+    assert r.status_code == 410
+    assert b"ERR_UPLOAD_GONE" in r.content
     assert exp.http.delete(url, headers=TUS).status_code == 410
     events = exp.server.log_events()
     assert any(e.get("event") == "upload.expired" and e.get("upload_id") == upload_id(url) for e in events)
     head = exp.head(keep)
-    assert head.status_code == 200 and head.headers["Upload-Offset"] == "3" and "Upload-Expires" not in head.headers
+    assert head.status_code == 200
+    assert head.headers["Upload-Offset"] == "3"
+    assert "Upload-Expires" not in head.headers
     assert exp.data_path(keep).read_bytes() == b"abc"
 
 
@@ -82,7 +87,8 @@ def test_active_upload_does_not_expire(exp: TusHelper) -> None:
         offset += 1
         time.sleep(0.2)  # pacing: a slow client sending a byte now and then
     head = exp.head(url)
-    assert head.status_code == 200 and expires(head) > first
+    assert head.status_code == 200
+    assert expires(head) > first
 
 
 def test_expired_partial_blocks_concatenation_with_410(exp: TusHelper) -> None:
@@ -93,6 +99,9 @@ def test_expired_partial_blocks_concatenation_with_410(exp: TusHelper) -> None:
 
 
 def test_creation_with_upload_reports_expiry(exp: TusHelper) -> None:
-    r = exp.http.post(exp.files_url, headers={**TUS, "Upload-Length": "10", "Content-Type": OCTET}, content=b"12")
-    assert r.status_code == 201 and r.headers["Upload-Offset"] == "2"
+    r = exp.http.post(
+        exp.files_url, headers={**TUS, "Upload-Length": "10", "Content-Type": OCTET}, content=b"12"
+    )
+    assert r.status_code == 201
+    assert r.headers["Upload-Offset"] == "2"
     expires(r)

@@ -33,7 +33,9 @@ def slow(slow_server: RelayServer) -> Iterator[TusHelper]:
     helper.close()
 
 
-def open_patch(port: int, url: str, offset: int, *, length: int | None, chunked: bool = False) -> socket.socket:
+def open_patch(
+    port: int, url: str, offset: int, *, length: int | None, chunked: bool = False
+) -> socket.socket:
     """A PATCH whose headers are sent and whose body the caller writes (or withholds)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
@@ -70,7 +72,8 @@ def test_chunked_body_longer_than_upload_is_refused(slow: TusHelper) -> None:
         assert status_of(s) == 413
     head = slow.head(url)
     offset = int(head.headers["Upload-Offset"])
-    assert head.headers["Upload-Length"] == "100" and 10 <= offset <= 100
+    assert head.headers["Upload-Length"] == "100"
+    assert 10 <= offset <= 100
     assert slow.data_path(url).read_bytes() == TARGET_BYTES + body[: offset - 10]
     rest = bytes(100 - offset)
     assert slow.patch(url, offset, rest).status_code == 204
@@ -87,7 +90,9 @@ def test_excess_after_the_last_byte_still_finishes_the_upload(slow: TusHelper) -
     head = slow.head(url)
     if head.headers["Upload-Offset"] == "100":
         events = slow.server.log_events()
-        assert any(e.get("event") == "upload.finished" and e.get("upload_id") == upload_id(url) for e in events)
+        assert any(
+            e.get("event") == "upload.finished" and e.get("upload_id") == upload_id(url) for e in events
+        )
         assert slow.data_path(url).read_bytes() == TARGET_BYTES + b"f" * 90
     else:
         assert head.headers["Upload-Offset"] == "10"
@@ -103,7 +108,8 @@ def test_stalled_client_times_out_and_keeps_its_bytes(slow: TusHelper) -> None:
     assert head.headers["Upload-Offset"] == "40", "what arrived before the stall is kept"
     assert slow.data_path(url).read_bytes() == TARGET_BYTES + b"s" * 30
     r = slow.patch(url, 40, b"t" * 60)
-    assert r.status_code == 204 and r.headers["Upload-Offset"] == "100"
+    assert r.status_code == 204
+    assert r.headers["Upload-Offset"] == "100"
 
 
 def test_slow_but_steady_client_is_not_cut_off(slow: TusHelper) -> None:
@@ -126,7 +132,8 @@ def test_new_patch_interrupts_a_stalled_one(tus: TusHelper) -> None:
         started = time.monotonic()
         r = tus.patch(url, 10, b"n" * 90)
         assert time.monotonic() - started < 30, "the retry must not wait for the network timeout"
-        assert r.status_code == 409 and r.headers["Upload-Offset"] == "35"
+        assert r.status_code == 409
+        assert r.headers["Upload-Offset"] == "35"
         assert status_of(stale) == 400
     assert tus.data_path(url).read_bytes() == TARGET_BYTES + b"o" * 25
     assert tus.patch(url, 35, b"n" * 65).status_code == 204

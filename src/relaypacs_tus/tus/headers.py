@@ -16,6 +16,9 @@ from email.utils import format_datetime
 from . import errors, spec
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+#: HTTP optional whitespace (RFC 9110 5.6.3). Not str.strip(): that also eats U+0085 and U+00A0, which
+#: arrive as latin-1 header bytes, and would make the HEAD echo differ from what was sent.
+_OWS = " \t"
 # protocol.md "Upload-Metadata": a key MUST NOT contain spaces or commas and MUST NOT be empty; it SHOULD
 # be ASCII. We also refuse control characters, so a key can never smuggle a header line.
 _META_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
@@ -25,7 +28,7 @@ MAX_HEADER_LENGTH = 8192
 
 
 def _non_negative(value: str, error: type[errors.TusError]) -> int:
-    value = value.strip()
+    value = value.strip(_OWS)
     if not _DIGITS.fullmatch(value):
         raise error()
     number = int(value)
@@ -46,7 +49,7 @@ def parse_upload_offset(value: str) -> int:
 
 def parse_defer_length(value: str) -> bool:
     """``Upload-Defer-Length``: its only allowed value is 1 ("creation-defer-length"); else 400."""
-    if value.strip() != "1":
+    if value.strip(_OWS) != "1":
         raise errors.InvalidDeferLength()
     return True
 
@@ -67,13 +70,13 @@ def parse_metadata(value: str) -> Metadata:
     """``Upload-Metadata`` ("creation"): comma-separated ``key base64value`` pairs, keys unique."""
     if len(value) > MAX_HEADER_LENGTH:
         raise errors.InvalidMetadata("Upload-Metadata is too long")
-    raw = value.strip()
+    raw = value.strip(_OWS)
     pairs: list[tuple[str, bytes | None]] = []
     seen: set[str] = set()
     if not raw:
         return Metadata(raw="", pairs=())
     for element in raw.split(","):
-        parts = element.strip().split(" ")
+        parts = element.strip(_OWS).split(" ")
         if len(parts) > 2 or not parts[0]:
             raise errors.InvalidMetadata("Upload-Metadata pairs must be 'key base64value'")
         key = parts[0]
@@ -118,7 +121,7 @@ _DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64, "md5": 16, "crc32": 4}
 
 def parse_checksum(value: str) -> Checksum:
     """``Upload-Checksum: <algorithm> <base64 digest>`` ("Checksum"); unknown algorithms get 400."""
-    parts = value.strip().split(" ")
+    parts = value.strip(_OWS).split(" ")
     if len(parts) != 2 or not parts[0] or not parts[1]:
         raise errors.InvalidChecksum("Upload-Checksum must be '<algorithm> <base64 digest>'")
     algorithm = parts[0].lower()
@@ -148,7 +151,7 @@ class Concat:
 
 def parse_concat(value: str) -> Concat:
     """``partial`` or ``final;<url> <url> ...``; a final upload names at least one partial."""
-    text = value.strip()
+    text = value.strip(_OWS)
     if text == "partial":
         return Concat(is_partial=True)
     if text.startswith("final;"):
@@ -163,16 +166,16 @@ def parse_concat(value: str) -> Concat:
 
 def parse_tus_resumable(value: str | None) -> str:
     """``Tus-Resumable`` must name a supported version ("Core Protocol"); else 412."""
-    if value is None or value.strip() not in spec.SUPPORTED_VERSIONS:
+    if value is None or value.strip(_OWS) not in spec.SUPPORTED_VERSIONS:
         raise errors.UnsupportedVersion(headers={spec.TUS_VERSION_HEADER: ",".join(spec.SUPPORTED_VERSIONS)})
-    return value.strip()
+    return value.strip(_OWS)
 
 
 def is_offset_octet_stream(content_type: str | None) -> bool:
     """True when the media type (parameters ignored, case-insensitive) is offset+octet-stream."""
     if content_type is None:
         return False
-    return content_type.split(";", 1)[0].strip().lower() == spec.OFFSET_OCTET_STREAM
+    return content_type.split(";", 1)[0].strip(_OWS).lower() == spec.OFFSET_OCTET_STREAM
 
 
 def format_http_date(epoch_seconds: float) -> str:

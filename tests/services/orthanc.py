@@ -115,7 +115,13 @@ class OrthancServer:
             "OverwriteInstances": self.overwrite,
             "WebDavEnabled": False,
             "SaveJobs": False,
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado", "Ssl": False},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "WadoRoot": "/wado",
+                "Ssl": False,
+            },
             **self.extra_config,
         }
         (config_dir / "orthanc.json").write_text(json.dumps(config, indent=2))
@@ -156,7 +162,8 @@ class OrthancServer:
             plugin = self.http.get(f"{self.url}/plugins/dicom-web", timeout=2)
         except requests.RequestException:
             return False
-        return system.status_code == 200 and system.json().get("Name") == self.name and plugin.status_code == 200
+        ours = system.status_code == 200 and system.json().get("Name") == self.name
+        return ours and plugin.status_code == 200
 
     def _log_tail(self) -> str:
         try:
@@ -225,7 +232,7 @@ class StoreScp:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> StoreScp:
-        binary = shutil.which("storescp") or pytest.fail("dcmtk's storescp is not installed (apt-get install dcmtk)")
+        binary = shutil.which("storescp") or pytest.fail("storescp is not installed (apt-get install dcmtk)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.out_dir.parent / f"storescp-{self.port}.log", "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
@@ -267,7 +274,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]
 
 @pytest.fixture
 def fresh_orthanc(tmp_path: Path) -> Iterator[OrthancServer]:
-    """A started Orthanc of the test's own (own storage and ports); the test may ``stop()`` and ``start()`` it."""
+    """A started Orthanc of the test's own (own storage and ports); the test may stop and start it."""
     server = OrthancServer(tmp_path / "orthanc")
     server.start()
     try:

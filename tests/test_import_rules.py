@@ -41,7 +41,7 @@ LAYERS: dict[str, frozenset[str]] = {
 WIRING = frozenset({"app", "cli", "__main__"})
 #: Narrow, named exceptions to LAYERS, each with its reason. Keep this list short and explicit.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("auth", "coordination.base"): "the token registry and rate-limit protocols auth needs; no implementation",
+    ("auth", "coordination.base"): "the registry and rate-limit protocols auth needs; no implementation",
 }
 #: Wiring helpers outside app/cli (they build one concern's objects from Settings), with what they may use.
 WIRING_HELPERS: dict[str, frozenset[str]] = {
@@ -121,9 +121,9 @@ def _check_import(module: str, unit: str, target: str) -> list[Violation]:
     top = target.split(".")[0]
     if top == "starlette" and module not in STARLETTE_MODULES and not module.startswith(STARLETTE_PACKAGES):
         out.append(Violation(module, target, "starlette is for the HTTP adapters only"))
-    if unit == "tus" and top not in (PACKAGE, "starlette") and top not in sys.stdlib_module_names:
-        if top not in TUS_THIRD_PARTY:
-            out.append(Violation(module, target, f"the tus engine uses only {sorted(TUS_THIRD_PARTY)}"))
+    outside = top not in (PACKAGE, "starlette", *TUS_THIRD_PARTY) and top not in sys.stdlib_module_names
+    if unit == "tus" and outside:
+        out.append(Violation(module, target, f"the tus engine uses only {sorted(TUS_THIRD_PARTY)}"))
     if top != PACKAGE or target == PACKAGE:
         return out
     target_unit = unit_of(target)
@@ -142,7 +142,9 @@ def _check_import(module: str, unit: str, target: str) -> list[Violation]:
         u == unit and (inner == e or inner.startswith(e + ".")) for u, e in EXCEPTIONS
     ):
         return out
-    out.append(Violation(module, target, f"{unit} may import only {sorted(LAYERS[unit]) or 'nothing of ours'}"))
+    out.append(
+        Violation(module, target, f"{unit} may import only {sorted(LAYERS[unit]) or 'nothing of ours'}")
+    )
     return out
 
 
@@ -164,7 +166,9 @@ def test_exceptions_are_still_needed() -> None:
         unit = unit_of(module_name(SOURCE, path))
         for target in imports_of(SOURCE, path):
             inner = target.split(".", 1)[1] if target.startswith(PACKAGE + ".") else ""
-            used.update((u, e) for u, e in EXCEPTIONS if u == unit and (inner == e or inner.startswith(e + ".")))
+            used.update(
+                (u, e) for u, e in EXCEPTIONS if u == unit and (inner == e or inner.startswith(e + "."))
+            )
     assert used == set(EXCEPTIONS)
 
 
@@ -191,7 +195,7 @@ BROKEN = {
 }
 CLEAN = {
     "__init__.py": "__version__ = '0'\n",
-    "app.py": "from starlette.applications import Starlette\nfrom .stores import local\nfrom . import __version__\n",
+    "app.py": "from starlette.applications import Starlette\nfrom .stores import local\nfrom . import __version__",
     "cli.py": "from .app import create_app\nfrom .hooks import runner\n",
     "tus/routes.py": "from starlette.responses import Response\nfrom .engine import Engine\nimport anyio\n",
     "tus/engine.py": "import structlog\nfrom . import errors\nfrom .store import UploadInfo\n",
@@ -199,8 +203,8 @@ CLEAN = {
         "from starlette.routing import Route\nfrom ..hooks.records import Record\nfrom ..tus import store\n"
         "from .. import __version__\n"
     ),
-    "auth/middleware.py": "from ..coordination.base import RateLimiter\nfrom ..tus.routes import PRINCIPAL_SCOPE_KEY\n",
-    "hooks/pipeline.py": "from ..pacs.base import Destination\nfrom ..dicom import validate\nfrom ..tus import events\n",
+    "auth/middleware.py": "from ..coordination.base import RateLimiter\nfrom ..tus.routes import PRINCIPAL_SCOPE_KEY",
+    "hooks/pipeline.py": "from ..pacs.base import Destination\nfrom ..dicom import validate\nfrom ..tus import events",
 }
 
 

@@ -195,7 +195,8 @@ BROKEN = {
 }
 CLEAN = {
     "__init__.py": "__version__ = '0'\n",
-    "app.py": "from starlette.applications import Starlette\nfrom .stores import local\nfrom . import __version__",
+    "app.py": "from starlette.applications import Starlette\nfrom .stores import local\n"
+    "from . import __version__",
     "cli.py": "from .app import create_app\nfrom .hooks import runner\n",
     "tus/routes.py": "from starlette.responses import Response\nfrom .engine import Engine\nimport anyio\n",
     "tus/engine.py": "import structlog\nfrom . import errors\nfrom .store import UploadInfo\n",
@@ -203,8 +204,10 @@ CLEAN = {
         "from starlette.routing import Route\nfrom ..hooks.records import Record\nfrom ..tus import store\n"
         "from .. import __version__\n"
     ),
-    "auth/middleware.py": "from ..coordination.base import RateLimiter\nfrom ..tus.routes import PRINCIPAL_SCOPE_KEY",
-    "hooks/pipeline.py": "from ..pacs.base import Destination\nfrom ..dicom import validate\nfrom ..tus import events",
+    "auth/middleware.py": "from ..coordination.base import RateLimiter\n"
+    "from ..tus.routes import PRINCIPAL_SCOPE_KEY",
+    "hooks/pipeline.py": "from ..pacs.base import Destination\nfrom ..dicom import validate\n"
+    "from ..tus import events",
 }
 
 

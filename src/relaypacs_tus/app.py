@@ -179,7 +179,12 @@ def create_app(settings: Settings) -> Starlette:
     routes = [Route("/healthz", healthz), Route("/readyz", readyz), *status.routes(), *endpoint.routes()]
     routes += token_endpoints.routes()
     # The PWA LAST: it is mounted at / and would shadow any route added after it.
-    pwa = pwa_routes(settings.web_dir, tus_endpoint=settings.base_path, csp=settings.content_security_policy)
+    pwa = pwa_routes(
+        settings.web_dir,
+        tus_endpoint=settings.base_path,
+        auth_required=settings.auth != "off",
+        csp=settings.content_security_policy,
+    )
     return Starlette(routes=[*routes, *pwa], middleware=_middleware(settings, auth_state), lifespan=lifespan)
 
 
@@ -193,7 +198,12 @@ def _middleware(settings: Settings, auth_state: AuthState) -> list[Middleware]:
     """Outermost first: security headers on every answer; CORS outside auth (preflights need no token,
     and 401/429 answers still carry CORS headers a browser needs to read them); then auth and limits."""
     stack = [
-        Middleware(SecurityHeaders, csp=settings.content_security_policy, hsts_max_age=settings.hsts_max_age)
+        Middleware(
+            SecurityHeaders,
+            csp=settings.content_security_policy,
+            hsts_max_age=settings.hsts_max_age,
+            max_header_size=settings.max_header_size,
+        )
     ]
     auth = Middleware(
         AuthMiddleware, state=auth_state, enabled=settings.auth == "jwt", base_path=settings.base_path,

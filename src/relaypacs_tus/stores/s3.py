@@ -129,6 +129,7 @@ class S3Store:
     async def create(self, info: UploadInfo) -> None:
         objects = self._objects(info.id)
         info.storage = {"Type": self.name, "Bucket": self.bucket, "Key": objects.key}
+        info.offset = 0
         state = S3State()
         if info.size != 0:  # a zero-length upload needs no multipart upload
             state.multipart_id = await objects.create_multipart(_content_type(info))

@@ -38,6 +38,46 @@ class Doc:
         return cls(UploadInfo.from_json(data), S3State.from_json(data.get("S3")), modified)
 
 
+class PartBody:
+    """A part's bytes in the shape both layers of the S3 client handle without copying the whole part.
+
+    botocore signs the body through ``read``/``seek``/``tell``/``len`` (SigV4 hashes it over http; a retry
+    seeks back to 0). aiohttp streams it as an async iterable of memoryview slices: handed one ``bytes``
+    object instead, it copies the whole part while sending (joining it with the headers, then buffering
+    the unsent rest), which would double the memory an upload holds.
+    """
+
+    SLICE = 256 * 1024
+
+    def __init__(self, data: bytes | bytearray) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._pos + size)
+        chunk = bytes(self._view[self._pos : end])
+        self._pos = end
+        return chunk
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: len(self._view)}[whence]
+        self._pos = max(0, min(len(self._view), base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def __aiter__(self) -> AsyncIterator[memoryview]:
+        return self._slices()
+
+    async def _slices(self) -> AsyncIterator[memoryview]:
+        for start in range(self._pos, len(self._view), self.SLICE):
+            yield self._view[start : start + self.SLICE]
+
+
 def _time(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else 0.0
 
@@ -123,7 +163,11 @@ class UploadObjects:
     async def upload_part(self, multipart_id: str, number: int, data: bytes | bytearray) -> str:
         with translated("upload_part"):
             resp = await self.client.upload_part(
-                Bucket=self.bucket, Key=self.key, UploadId=multipart_id, PartNumber=number, Body=data
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=multipart_id,
+                PartNumber=number,
+                Body=PartBody(data),
             )
         return _etag(resp["ETag"])
 

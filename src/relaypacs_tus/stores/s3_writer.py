@@ -136,10 +136,11 @@ class ChunkWriter:
                     await self._ship(*self._take())
 
     def _take(self) -> tuple[bytearray, int]:
-        """The filled buffer and where its unhashed bytes start; a fresh buffer takes its place."""
+        """The filled buffer and where its unhashed bytes start. The next buffer is allocated only once
+        this one is on its way (:meth:`_ship`), so at most two parts are held."""
         data = self._buf if self._pos == len(self._buf) else self._buf[: self._pos]
         start = self._hashed
-        self._buf, self._pos, self._hashed = bytearray(self._part_size), 0, 0
+        self._buf, self._pos, self._hashed = bytearray(), 0, 0
         return data, start
 
     async def _hash(self, data: bytearray | memoryview, start: int) -> None:
@@ -147,7 +148,7 @@ class ChunkWriter:
         if self._verifier is not None and start < len(data):
             await anyio.to_thread.run_sync(self._verifier.update, memoryview(data)[start:])
 
-    async def _ship(self, data: bytearray, unhashed: int) -> None:
+    async def _ship(self, data: bytearray, unhashed: int, *, refill: bool = True) -> None:
         """Hash, then upload ``data`` as the next part once the previous one is in."""
         await self._hash(data, unhashed)
         await self._settle_inflight()
@@ -162,6 +163,8 @@ class ChunkWriter:
         self._inflight = _InFlight(number, data)
         assert self._tg is not None
         self._tg.start_soon(self._inflight.run, self._sink)
+        if refill:
+            self._buf = bytearray(self._part_size)
 
     async def _settle_inflight(self) -> None:
         up, self._inflight = self._inflight, None
@@ -191,7 +194,7 @@ class ChunkWriter:
             return False
         final = self._remaining is not None and self.received == self._remaining
         if final or self._pos >= MIN_PART_SIZE:
-            await self._ship(*self._take())
+            await self._ship(*self._take(), refill=False)
             await self._settle_inflight()
             return False
         if not (self.received or self._shipped):

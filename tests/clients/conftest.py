@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,8 +135,8 @@ def kill_and_restart(relay: Relay, threshold: int) -> Callable[[], KillResult]:
 
 
 @pytest.fixture
-def node_client() -> Iterator[Path]:
+def node_client() -> Path:
     """tests/clients/js with its node_modules (CI runs ``npm ci`` there first)."""
     if not (JS_DIR / "node_modules" / "tus-js-client").is_dir():
         pytest.skip("tus-js-client is not installed: run `npm ci` in tests/clients/js")
-    yield JS_DIR / "upload.js"
+    return JS_DIR / "upload.js"

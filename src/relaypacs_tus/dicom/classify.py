@@ -37,10 +37,13 @@ def classify(head: bytes) -> Kind:
 
 
 def _looks_like_bare_dataset(head: bytes) -> bool:
-    """A DICOM data set without the Part 10 header usually starts with a group 0x0008 element."""
-    return (
-        len(head) >= 8 and head[0:2] == b"\x08\x00" and head[2:4] in (b"\x00\x00", b"\x05\x00", b"\x08\x00")
-    )
+    """A DICOM data set without the Part 10 header usually starts with a group 0x0008 element
+    (Specific Character Set, Image Type, ...), little or big endian."""
+    if len(head) < 8:
+        return False
+    little = head[0:2] == b"\x08\x00" and head[3] == 0
+    big = head[0:2] == b"\x00\x08" and head[2] == 0
+    return little or big
 
 
 def rejection_for(head: bytes) -> DicomRejected:

@@ -91,7 +91,7 @@ def validate_part10(
         fp.seek(0)
         ds = _read_header(fp)
         stopped_at = fp.tell()
-        ts = _check_file_meta(ds)
+        ts = _check_file_meta(ds, size)
         if ts != DeflatedExplicitVRLittleEndian:
             _check_complete(fp, ds, ts, stopped_at, size)
     info = _check_identity(ds, ts, size, allowed_sop_classes)
@@ -121,8 +121,11 @@ def _read_header(fp: BinaryIO) -> Dataset:
         raise DicomRejected(E.MALFORMED, "the DICOM data set could not be parsed") from exc
 
 
-def _check_file_meta(ds: Dataset) -> UID:
+def _check_file_meta(ds: Dataset, size: int) -> UID:
     meta = ds.file_meta
+    group_length = meta.get("FileMetaInformationGroupLength")
+    if isinstance(group_length, int) and HEAD_SIZE + 12 + group_length > size:
+        raise _truncated()  # the file ends inside its own header (PS3.10 §7.1, (0002,0000))
     for keyword, words in (
         ("TransferSyntaxUID", "transfer syntax"),
         ("MediaStorageSOPClassUID", "SOP class"),
@@ -207,7 +210,7 @@ def _check_complete(fp: BinaryIO, ds: Dataset, ts: UID, stopped_at: int, size: i
         if last_end > size:
             raise _truncated()
     if stopped_at < size and _next_tag(fp, stopped_at, ts) in _PIXEL_TAGS:
-        _check_pixel_element(fp, stopped_at, ts, size)
+        _check_elements_from(fp, stopped_at, ts, size)
         return
     if last_end is None and len(ds) and not _ends_with_delimiter(fp, ts, size):
         raise _truncated()
@@ -233,33 +236,50 @@ def _ends_with_delimiter(fp: BinaryIO, ts: UID, size: int) -> bool:
     return bool((group << 16 | elem) == _SEQ_DELIM and length == 0)
 
 
-def _check_pixel_element(fp: BinaryIO, pos: int, ts: UID, size: int) -> None:
-    """Pixel Data's value must fit in the file; encapsulated fragments must end with a delimiter."""
+def _check_elements_from(fp: BinaryIO, pos: int, ts: UID, size: int) -> None:
+    """Walk the top-level elements from Pixel Data to the end of the file (Data Set Trailing Padding
+    may follow it) by their headers: each value must fit in the file; encapsulated fragments must end
+    with a delimiter. An undefined-length element other than Pixel Data is checked by the file ending
+    with a Sequence Delimitation Item."""
+    while pos < size:
+        tag, length, pos = _element_header(fp, pos, ts)
+        if length != 0xFFFFFFFF:
+            pos += length
+            if pos > size:
+                raise _truncated()
+        elif tag in _PIXEL_TAGS:
+            pos = _walk_fragments(fp, pos, "<" if ts.is_little_endian else ">", size)
+        elif not _ends_with_delimiter(fp, ts, size):
+            raise _truncated()
+        else:
+            return
+
+
+def _element_header(fp: BinaryIO, pos: int, ts: UID) -> tuple[int, int, int]:
+    """(tag, value length, offset of the value) of the element at ``pos`` (PS3.5 §7.1)."""
     endian = "<" if ts.is_little_endian else ">"
     fp.seek(pos)
     header = fp.read(8)
     if len(header) < 8:
         raise _truncated()
+    group, elem = struct.unpack(endian + "HH", header[:4])
     vr = header[4:6]
     if ts.is_implicit_VR or not (vr.isalpha() and vr.isupper()):  # like pydicom, tolerate an implicit header
         (length,) = struct.unpack(endian + "L", header[4:8])
-    elif vr in _LONG_VRS:
+        return group << 16 | elem, length, pos + 8
+    if vr in _LONG_VRS:
         extra = fp.read(4)
         if len(extra) < 4:
             raise _truncated()
         (length,) = struct.unpack(endian + "L", extra)
-    else:
-        (length,) = struct.unpack(endian + "H", header[6:8])
-    start = fp.tell()
-    if length != 0xFFFFFFFF:
-        if start + length > size:
-            raise _truncated()
-        return
-    _walk_fragments(fp, start, endian, size)
+        return group << 16 | elem, length, pos + 12
+    (length,) = struct.unpack(endian + "H", header[6:8])
+    return group << 16 | elem, length, pos + 8
 
 
-def _walk_fragments(fp: BinaryIO, pos: int, endian: str, size: int) -> None:
-    """PS3.5 A.4: items (FFFE,E000) with explicit lengths, ended by (FFFE,E0DD)."""
+def _walk_fragments(fp: BinaryIO, pos: int, endian: str, size: int) -> int:
+    """PS3.5 A.4: items (FFFE,E000) with explicit lengths, ended by (FFFE,E0DD). Returns the offset
+    after the delimiter."""
     while True:
         fp.seek(pos)
         data = fp.read(8)
@@ -268,7 +288,7 @@ def _walk_fragments(fp: BinaryIO, pos: int, endian: str, size: int) -> None:
         group, elem, length = struct.unpack(endian + "HHL", data)
         tag = group << 16 | elem
         if tag == _SEQ_DELIM:
-            return
+            return pos + 8
         if tag != _ITEM or length == 0xFFFFFFFF:
             raise DicomRejected(E.MALFORMED, "the compressed pixel data is not correctly encapsulated")
         pos += 8 + length

@@ -49,9 +49,9 @@ def _pdf(tmp_path: Path) -> bytes:
 
 
 CASES = {
-    "truncated DICOM": (_truncated, "truncat"),
+    "truncated DICOM": (_truncated, "incomplete"),
     "DICOM without SOP Instance UID": (_no_sop_instance_uid, "SOP Instance UID"),
-    "JPEG with garbage after the header": (_jpeg_with_garbage, "image"),
+    "JPEG with garbage after the header": (_jpeg_with_garbage, "damaged"),
     "PDF": (_pdf, "PDF"),
 }
 

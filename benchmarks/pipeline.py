@@ -26,11 +26,10 @@ import pydicom
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
-from tusclient import client
-
 from tests.e2e.conftest import pipeline_env
 from tests.services.orthanc import OrthancServer
 from tests.services.server import RelayServer
+from tusclient import client
 
 MB = 1_000_000
 
@@ -116,8 +115,10 @@ def main() -> None:
         try:
             cases = [
                 ("dicom-1MB", lambda p: dicom_of_size(p.with_suffix(".dcm"), MB), {"filename": "a.dcm"}),
-                ("dicom-100MB", lambda p: dicom_of_size(p.with_suffix(".dcm"), 100 * MB), {"filename": "b.dcm"}),
-                ("jpeg-5MB", lambda p: jpeg_of_size(p.with_suffix(".jpg"), 5 * MB), {"filename": "c.jpg", "patient_id": "BENCH"}),
+                ("dicom-100MB", lambda p: dicom_of_size(p.with_suffix(".dcm"), 100 * MB),
+                 {"filename": "b.dcm"}),
+                ("jpeg-5MB", lambda p: jpeg_of_size(p.with_suffix(".jpg"), 5 * MB),
+                 {"filename": "c.jpg", "patient_id": "BENCH"}),
             ]  # fmt: skip
             results = [
                 measure(name, make, meta, args.runs, server, orthanc, work) for name, make, meta in cases

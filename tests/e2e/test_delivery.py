@@ -30,7 +30,8 @@ def test_dicom_and_phone_photo_arrive_with_the_right_patient(relay_server, pacs:
     dicom_id = tus_upload(server, dicom, {"filename": "ct.dcm", "filetype": "application/dicom"})
     photo = phone_jpeg(tmp_path)
     meta = {
-        "filename": "IMG_0001.jpg", "filetype": "image/jpeg", "patient_id": "PHOTO-77", "patient_name": "Doe^Jane",
+        "filename": "IMG_0001.jpg", "filetype": "image/jpeg", "patient_id": "PHOTO-77",
+        "patient_name": "Doe^Jane",
         "patient_birth_date": "19800102", "patient_sex": "F", "study_description": "Wound check",
     }  # fmt: skip
     photo_id = tus_upload(server, photo, meta)

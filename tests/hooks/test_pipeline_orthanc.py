@@ -20,7 +20,6 @@ from relaypacs_tus.pacs.auth import Basic
 from relaypacs_tus.pacs.stowrs import StowRsDestination
 from relaypacs_tus.stores.local import LocalStore
 from relaypacs_tus.tus.store import UploadInfo
-
 from tests.e2e.conftest import fresh_dicom, phone_jpeg
 
 pytestmark = [pytest.mark.anyio, pytest.mark.orthanc]
@@ -70,7 +69,8 @@ async def test_dicom_is_delivered_unchanged_and_audited(fresh_orthanc: Any, tmp_
     assert await pipeline.check(info) is None
     assert await pipeline.process(info.id) is None
     rec = await pipeline.records.get(info.id)
-    assert rec is not None and rec.state == "delivered"
+    assert rec is not None
+    assert rec.state == "delivered"
     uid = pydicom.dcmread(source).SOPInstanceUID
     assert fresh_orthanc.get_file(fresh_orthanc.find_instance(uid)) == source.read_bytes()
     assert [(a, d["destination"], d["sop_instance_uid"]) for a, d in audit] == [
@@ -85,7 +85,8 @@ async def test_outage_is_retried_with_backoff_and_delivers_once(fresh_orthanc: A
     assert await pipeline.check(info) is None
     fresh_orthanc.stop()
     due = await pipeline.process(info.id)
-    assert due is not None and due > time.time() - 1
+    assert due is not None
+    assert due > time.time() - 1
     rec = await pipeline.records.get(info.id)
     assert rec is not None
     (dest,) = rec.destinations
@@ -95,7 +96,9 @@ async def test_outage_is_retried_with_backoff_and_delivers_once(fresh_orthanc: A
     while (due := await pipeline.process(info.id)) is not None:
         await anyio.sleep(max(0.0, due - time.time()))
     rec = await pipeline.records.get(info.id)
-    assert rec is not None and rec.state == "delivered" and rec.instance["sop_instance_uid"] == uid  # type: ignore[index]
+    assert rec is not None
+    assert rec.state == "delivered"
+    assert rec.instance["sop_instance_uid"] == uid  # type: ignore[index]
     assert fresh_orthanc.count_instances() == 1
 
 
@@ -113,7 +116,8 @@ async def test_upload_token_destinations_restrict_and_unknown_ones_fail(
     assert await pipeline.check(info) is None
     assert await pipeline.process(info.id) is None
     rec = await pipeline.records.get(info.id)
-    assert rec is not None and rec.state == "failed"
+    assert rec is not None
+    assert rec.state == "failed"
     assert rec.reason == "could not deliver to elsewhere: this destination is not configured"
     assert fresh_orthanc.count_instances() == 0
 

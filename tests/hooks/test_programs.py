@@ -119,14 +119,16 @@ async def test_photo_is_wrapped_once_and_post_finish_completes_without_destinati
     _, answer = await run_program("pre-finish", path, meta)
     assert answer == NO_CHANGE
     first = record_of(path.parent)
-    assert first["kind"] == "jpeg" and first["wrapped_key"] == f"wrapped/{UPLOAD_ID}.dcm"
+    assert first["kind"] == "jpeg"
+    assert first["wrapped_key"] == f"wrapped/{UPLOAD_ID}.dcm"
     wrapped = pydicom.dcmread(path.parent / ".documents" / str(first["wrapped_key"]))
     assert wrapped.PatientID == "PID-1"
     assert wrapped.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
     _, answer = await run_program("post-finish", path, meta)
     assert answer == NO_CHANGE
     done = record_of(path.parent)
-    assert done["state"] == "delivered" and done["destinations"] == []
+    assert done["state"] == "delivered"
+    assert done["destinations"] == []
     assert done["instance"] == first["instance"]  # not wrapped again: same UIDs
 
 

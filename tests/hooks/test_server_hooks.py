@@ -36,7 +36,8 @@ def test_pre_create_program_rejects_with_its_status_and_body(relay_server, tmp_p
         """
 meta = json.load(sys.stdin)["Event"]["Upload"]["MetaData"]
 if meta.get("filename", "").endswith(".exe"):
-    print(json.dumps({"RejectUpload": True, "HTTPResponse": {"StatusCode": 403, "Body": "no programs, please"}}))
+    answer = {"RejectUpload": True, "HTTPResponse": {"StatusCode": 403, "Body": "no programs, please"}}
+    print(json.dumps(answer))
 """,
     )
     server = relay_server(env={**OPEN, "RELAYPACS_HOOKS_DIR": str(hooks)}).start()

@@ -36,7 +36,8 @@ async def test_file_hook_gets_tusd_request_environment_and_cwd(tmp_path: Path) -
 request = json.load(sys.stdin)
 env = {{k: os.environ.get(k) for k in ("TUS_ID", "TUS_SIZE", "TUS_OFFSET")}}
 open({str(seen)!r}, "w").write(json.dumps({{"request": request, "env": env, "cwd": os.getcwd()}}))
-print(json.dumps({{"HTTPResponse": {{"StatusCode": 422, "Body": "bad file", "Header": {{"X-Why": "test"}}}}}}))
+answer = {{"HTTPResponse": {{"StatusCode": 422, "Body": "bad file", "Header": {{"X-Why": "test"}}}}}}
+print(json.dumps(answer))
 """,
     )
     event = make_event()
@@ -181,7 +182,7 @@ async def test_http_hook_timeout_is_retried_then_an_error(hook_endpoint: HookEnd
 async def test_http_hook_unreachable_endpoint() -> None:
     url = f"http://127.0.0.1:{free_port()}/hooks"
     async with httpx.AsyncClient() as client:
-        with pytest.raises(HookError, match="unreachable.*after 2 attempts"):
+        with pytest.raises(HookError, match=r"unreachable.*after 2 attempts"):
             await HttpHooks(url, client=client, timeout=2, retries=1, backoff=0.05)(make_event())
 
 
@@ -194,9 +195,12 @@ async def test_failing_blocking_hooks_answer_500_like_tusd(tmp_path: Path) -> No
     write_program(tmp_path, "post-finish", "sys.exit(1)")
     runner = HookRunner([FileHooks(tmp_path, timeout=20)], enabled=set(HookType))
     create = await runner(make_event(HookType.PRE_CREATE))
-    assert create.reject_upload and create.http_response and create.http_response.status_code == 500
+    assert create.reject_upload
+    assert create.http_response is not None
+    assert create.http_response.status_code == 500
     finish = await runner(make_event(HookType.PRE_FINISH))
-    assert finish.http_response and finish.http_response.status_code == 500
+    assert finish.http_response is not None
+    assert finish.http_response.status_code == 500
     assert await runner(make_event(HookType.POST_FINISH)) == NO_CHANGE  # logged, not raised
 
 
@@ -233,7 +237,8 @@ async def test_a_rejection_stops_later_handlers(tmp_path: Path) -> None:
         builtin=InProcessHooks({HookType.PRE_FINISH: [builtin]}),
     )
     answer = await runner(make_event())
-    assert answer.http_response and answer.http_response.status_code == 403
+    assert answer.http_response is not None
+    assert answer.http_response.status_code == 403
     assert calls == []
 
 

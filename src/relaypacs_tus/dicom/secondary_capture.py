@@ -48,6 +48,7 @@ SECONDARY_CAPTURE_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 MODALITY = "XC"  # External-camera Photography (PS3.3 C.7.3.1.1.1): photos and pictures from the edge
 _COPY_BLOCK = 1024 * 1024
 _MAX_ORG_ROOT = 40  # leaves >= 23 characters of the 64 for the unique part (PS3.5 §9.1)
+_UID_ROOT_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # PS3.5 §9.1
 _DATE_RE = re.compile(r"^\d{8}$")
 _TIME_RE = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _CS_RE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
@@ -90,7 +91,7 @@ def new_uid(org_root: str | None) -> str:
     if not org_root:
         return str(generate_uid(prefix=None))
     root = org_root.rstrip(".")
-    if not UID(root).is_valid or len(root) > _MAX_ORG_ROOT:
+    if not _UID_ROOT_RE.match(root) or len(root) > _MAX_ORG_ROOT:
         raise ValueError(f"UID org root must be a valid UID of at most {_MAX_ORG_ROOT} characters")
     return str(generate_uid(prefix=root + "."))
 

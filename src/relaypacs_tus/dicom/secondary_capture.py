@@ -21,14 +21,17 @@ partial file.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import io
 import os
 import re
 import struct
 import tempfile
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +41,15 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from . import errors as E
+from .attributes import (
+    UNPAIRED_BODY_PARTS,
+    PatientStudy,
+    SeriesPlacement,
+    body_part_term,
+    check_patient,
+    check_placement,
+    laterality,
+)
 from .classify import HEAD_SIZE, Kind, classify, rejection_for
 from .errors import DicomRejected
 from .jpeg import JpegInfo, check_supported, lossless_transform, needs_transcode, read_jpeg
@@ -49,40 +61,6 @@ MODALITY = "XC"  # External-camera Photography (PS3.3 C.7.3.1.1.1): photos and p
 _COPY_BLOCK = 1024 * 1024
 _MAX_ORG_ROOT = 40  # leaves >= 23 characters of the 64 for the unique part (PS3.5 §9.1)
 _UID_ROOT_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")  # PS3.5 §9.1
-_DATE_RE = re.compile(r"^\d{8}$")
-_TIME_RE = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
-_CS_RE = re.compile(r"^[A-Z0-9_ ]{1,16}$")
-
-
-@dataclass(frozen=True)
-class PatientStudy:
-    """Who and what the picture is of. Values use DICOM formats: ``patient_name`` as PN (``Family^Given``),
-    ``birth_date`` as DA (YYYYMMDD), ``sex`` M/F/O, ``study_date``/``study_time`` as DA/TM. Empty means
-    unknown (written as an empty Type 2 attribute). ``study_instance_uid`` is what the uploader declared;
-    the UID written is ``SeriesPlacement.study_instance_uid``, and the two must agree when both are set."""
-
-    patient_id: str
-    patient_name: str = ""
-    birth_date: str = ""
-    sex: str = ""
-    accession_number: str = ""
-    study_instance_uid: str = ""
-    study_description: str = ""
-    body_part: str = ""
-    study_date: str = ""  # when empty, the picture's own date (EXIF) or now is used
-    study_time: str = ""
-
-
-@dataclass(frozen=True)
-class SeriesPlacement:
-    """Where the instance goes: the pipeline gives every upload of one batch the same study and series
-    UIDs and increasing instance numbers."""
-
-    study_instance_uid: str
-    series_instance_uid: str
-    instance_number: int
-    series_number: int | None = None
-    series_description: str = ""
 
 
 def new_uid(org_root: str | None) -> str:
@@ -115,8 +93,8 @@ def wrap_image(
         raise DicomRejected(E.UNSUPPORTED_FORMAT, "the file is already DICOM and needs no wrapping")
     if kind is Kind.OTHER:
         raise rejection_for(head)
-    _check_patient(patient)
-    _check_placement(placement, patient)
+    check_patient(patient)
+    check_placement(placement, patient)
     out.parent.mkdir(parents=True, exist_ok=True)
     sop_uid = new_uid(org_root)
     if kind is Kind.JPEG:
@@ -131,9 +109,10 @@ def _wrap_jpeg(src: Path, out: Path, patient: PatientStudy, place: SeriesPlaceme
     info = read_jpeg(src)
     check_supported(info)
     orientation, taken = _exif(src)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".sc-") as tmp:
+    with contextlib.ExitStack() as stack:
         notes: list[str] = []
         if orientation != 1 or needs_transcode(info):
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(dir=out.parent, prefix=".sc-"))
             fixed = Path(tmp) / "fixed.jpg"
             trimmed = lossless_transform(
                 src, fixed, orientation=orientation, to_baseline=needs_transcode(info)
@@ -263,12 +242,12 @@ def _base_dataset(p: PatientStudy, place: SeriesPlacement, uid: str, taken: dt.d
         ds.SeriesDescription = place.series_description
     ds.PatientName, ds.PatientID = p.patient_name, p.patient_id
     ds.PatientBirthDate, ds.PatientSex = p.birth_date, p.sex
-    side, body_part = _laterality(_body_part(p.body_part)) if p.body_part else (None, "")
+    side, body_part = laterality(body_part_term(p.body_part)) if p.body_part else (None, "")
     if body_part:
         ds.BodyPartExamined = body_part
     if side:
         ds.ImageLaterality = side  # General Image (PS3.3 C.7.6.1): L, R or B, per picture
-    elif body_part not in _UNPAIRED:
+    elif body_part not in UNPAIRED_BODY_PARTS:
         ds.Laterality = ""  # General Series 2C: a paired (or unknown) part, side not known: empty
     ds.StudyInstanceUID, ds.SeriesInstanceUID = place.study_instance_uid, place.series_instance_uid
     ds.StudyID = ""
@@ -290,10 +269,14 @@ def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[BinaryIO], N
     try:
         with os.fdopen(fd, "wb") as raw:
             hashing = _HashingWriter(raw)
-            hashing.write(header.getbuffer())
-            write_pixels(hashing)  # type: ignore[arg-type]
-            raw.flush()
-            os.fsync(raw.fileno())
+            try:
+                hashing.write(header.getbuffer())
+                write_pixels(hashing)  # type: ignore[arg-type]
+                raw.flush()
+                os.fsync(raw.fileno())  # durable before the rename makes it visible
+                digest = hashing.hexdigest()
+            finally:
+                hashing.close()
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -306,107 +289,39 @@ def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[BinaryIO], N
         transfer_syntax_uid=str(ts),
         modality=MODALITY,
         size=hashing.size,
-        sha256=hashing.digest.hexdigest(),
+        sha256=digest,
     )
 
 
 class _HashingWriter:
-    """Writes through to a file while hashing, so the written file is not read back."""
+    """Writes through to a file while a second thread hashes what was written (hashlib releases the
+    GIL), so hashing overlaps the copy and the file is never read back. At most one block waits to be
+    hashed, so memory stays bounded whatever the file size."""
+
+    _MAX_PENDING = 1
 
     def __init__(self, fp: BinaryIO) -> None:
-        import hashlib
-
         self._fp = fp
-        self.digest = hashlib.sha256()
+        self._digest = hashlib.sha256()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sc-hash")
+        self._pending: deque[Future[None]] = deque()
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
-        self._fp.write(data)
-        self.digest.update(data)
-        self.size += len(data)
-        return len(data)
+        block = bytes(data)  # the caller may reuse its buffer
+        self._fp.write(block)
+        while len(self._pending) >= self._MAX_PENDING:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._digest.update, block))
+        self.size += len(block)
+        return len(block)
 
+    def hexdigest(self) -> str:
+        """Wait for the hashing thread, stop it and return the digest."""
+        self.close()
+        return self._digest.hexdigest()
 
-# --- input checks (reasons name the field, never its value) -----------------------------------------
-
-
-def _bad(words: str) -> DicomRejected:
-    return DicomRejected(E.INVALID_PATIENT_DATA, words)
-
-
-def _check_text(value: str, limit: int, words: str) -> None:
-    if len(value) > limit:
-        raise _bad(f"the {words} is longer than {limit} characters")
-    if "\\" in value or any(ord(c) < 0x20 for c in value):
-        raise _bad(f"the {words} contains a backslash or control character")
-
-
-def _check_patient(p: PatientStudy) -> None:
-    if not p.patient_id.strip():
-        raise _bad("a patient ID is required to file a picture in the PACS")
-    _check_text(p.patient_id, 64, "patient ID")
-    for group in p.patient_name.split("="):
-        _check_text(group, 64, "patient name")
-    _check_text(p.accession_number, 16, "accession number")
-    _check_text(p.study_description, 64, "study description")
-    if p.birth_date and not _valid_date(p.birth_date):
-        raise _bad("the birth date must be a real date written as YYYYMMDD")
-    if p.study_date and not _valid_date(p.study_date):
-        raise _bad("the study date must be a real date written as YYYYMMDD")
-    if p.study_time and not _TIME_RE.match(p.study_time):
-        raise _bad("the study time must be written as HHMMSS")
-    if p.sex not in ("", "M", "F", "O"):
-        raise _bad("the patient sex must be M, F or O")
-    if p.body_part:
-        _body_part(p.body_part)
-
-
-def _valid_date(text: str) -> bool:
-    if not _DATE_RE.match(text):
-        return False
-    try:
-        dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        return False
-    return True
-
-
-def _body_part(text: str) -> str:
-    value = text.strip().upper().replace(" ", "_").replace("-", "_")
-    if not _CS_RE.match(value):
-        raise _bad("the body part must be at most 16 letters, digits or underscores")
-    return value
-
-
-# Body parts that are not paired structures (PS3.16 Table L-5, as dicom3tools' dciodvfy knows them): for
-# these Laterality (0020,0060) must be absent; for any other part it is required (empty when unknown).
-_UNPAIRED_WORDS = (
-    "ABDOMEN ABDOMENPELVIS AORTA BACK BLADDER BRAIN CEREBELLUM CERVIX CHEST CHESTABDOMEN CHESTABDPELVIS "
-    "CIRCLEOFWILLIS COCCYX COLON CORONARYARTERY CSPINE CTSPINE DUODENUM ESOPHAGUS FACE GALLBLADDER HEAD "
-    "HEADNECK HEART ILEUM ILIUM JAW JEJUNUM LARYNX LIVER LSPINE LSSPINE MAXILLA MEDIASTINUM MOUTH NECK "
-    "NECKCHEST NECKCHESTABDOMEN NECKCHESTABDPELV NOSE PANCREAS PELVIS PENIS PHARYNX PROSTATE RECTUM SKULL "
-    "SPINE SPLEEN SSPINE STERNUM STOMACH THYROID TLSPINE TONGUE TRACHEA TSPINE URETER URETHRA UTERUS VAGINA "
-    "VULVA WHOLEBODY"
-)
-_UNPAIRED = frozenset(_UNPAIRED_WORDS.split())
-_SIDES = {"LEFT": "L", "RIGHT": "R", "BOTH": "B", "BILATERAL": "B"}
-
-
-def _laterality(body_part: str) -> tuple[str | None, str]:
-    """Split a side word off a body part ("LEFT_ARM" -> ("L", "ARM")), so both use defined terms."""
-    words = body_part.replace(" ", "_").split("_")
-    sides = {_SIDES[w] for w in words if w in _SIDES}
-    rest = "_".join(w for w in words if w and w not in _SIDES)
-    return (sides.pop() if len(sides) == 1 else None), rest
-
-
-def _check_placement(place: SeriesPlacement, p: PatientStudy) -> None:
-    for value, words in ((place.study_instance_uid, "Study"), (place.series_instance_uid, "Series")):
-        if not UID(value).is_valid:
-            raise ValueError(f"SeriesPlacement: the {words} Instance UID is not a valid UID")
-    if place.instance_number < 0 or place.instance_number > 2**31 - 1:
-        raise ValueError("SeriesPlacement: instance_number must fit an IS value")
-    if p.study_instance_uid and p.study_instance_uid != place.study_instance_uid:
-        raise DicomRejected(
-            E.STUDY_MISMATCH, "the Study Instance UID does not match the one given for this upload"
-        )
+    def close(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown(wait=True)

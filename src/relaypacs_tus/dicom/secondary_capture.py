@@ -56,6 +56,8 @@ from .jpeg import JpegInfo, check_supported, lossless_transform, needs_transcode
 from .png import read_png
 from .validate import InstanceInfo
 
+__all__ = ["SECONDARY_CAPTURE_IMAGE_STORAGE", "PatientStudy", "SeriesPlacement", "new_uid", "wrap_image"]
+
 SECONDARY_CAPTURE_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 MODALITY = "XC"  # External-camera Photography (PS3.3 C.7.3.1.1.1): photos and pictures from the edge
 _COPY_BLOCK = 1024 * 1024

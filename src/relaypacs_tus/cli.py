@@ -127,7 +127,7 @@ def audit(settings: Settings, args: argparse.Namespace) -> int:
                 configured = security.audit_sink(settings, store)
                 if configured is None:
                     return "off"
-                where = configured.directory if isinstance(configured, FileSink) else f"{store.name} documents audit/"
+                where = configured.directory if isinstance(configured, FileSink) else "the store's audit/"
                 print(f"audit log: {where}")
                 lines = [x async for x in configured.lines()]
         report = verify_entries(key, lines)

@@ -372,33 +372,27 @@ class Settings:
         events |= {"pre-terminate", "post-terminate"}
         for name in filter(None, (n.strip() for n in self.hooks_enabled_events.split(","))):
             _check(name in events, "RELAYPACS_HOOKS_ENABLED_EVENTS", name, "is not a hook event")
-        _check(
-            not self.hooks_http or self.hooks_http.startswith(("http://", "https://")),
-            "RELAYPACS_HOOKS_HTTP", self.hooks_http, "must be an http(s) URL",
-        )  # fmt: skip
+        url = self.hooks_http
+        http_ok = not url or url.startswith(("http://", "https://"))
+        _check(http_ok, "RELAYPACS_HOOKS_HTTP", url, "must be an http(s) URL")
         _check(self.hooks_timeout > 0, "RELAYPACS_HOOKS_TIMEOUT", self.hooks_timeout, "must be > 0")
-        _check(self.hooks_http_retry >= 0, "RELAYPACS_HOOKS_HTTP_RETRY", self.hooks_http_retry, "must be >= 0")
-        _check(self.hooks_http_backoff >= 0, "RELAYPACS_HOOKS_HTTP_BACKOFF", self.hooks_http_backoff, "must be >= 0")
+        _check(self.hooks_http_retry >= 0, "RELAYPACS_HOOKS_HTTP_RETRY", self.hooks_http_retry, ">= 0")
+        _check(self.hooks_http_backoff >= 0, "RELAYPACS_HOOKS_HTTP_BACKOFF", self.hooks_http_backoff, ">= 0")
 
     def _check_pipeline(self) -> None:
-        _check(self.pipeline in ("auto", "on", "off"), "RELAYPACS_PIPELINE", self.pipeline, "must be auto, on or off")
+        _check(self.pipeline in ("auto", "on", "off"), "RELAYPACS_PIPELINE", self.pipeline, "auto, on or off")
         for uid in filter(None, (u.strip() for u in self.allowed_sop_classes.split(","))):
             _check(bool(_UID.fullmatch(uid)), "RELAYPACS_ALLOWED_SOP_CLASSES", uid, "is not a UID")
-        _check(
-            not self.org_root or (bool(_UID.fullmatch(self.org_root.rstrip("."))) and len(self.org_root) <= 40),
-            "RELAYPACS_ORG_ROOT", self.org_root, "must be a UID root of at most 40 characters",
-        )  # fmt: skip
-        _check(self.delivery_max_attempts >= 1, "RELAYPACS_DELIVERY_MAX_ATTEMPTS", self.delivery_max_attempts, ">= 1")
-        _check(self.delivery_backoff > 0, "RELAYPACS_DELIVERY_BACKOFF", self.delivery_backoff, "must be > 0")
-        _check(
-            self.delivery_backoff_max >= self.delivery_backoff,
-            "RELAYPACS_DELIVERY_BACKOFF_MAX", self.delivery_backoff_max, "must be >= RELAYPACS_DELIVERY_BACKOFF",
-        )  # fmt: skip
-        _check(self.pipeline_concurrency >= 1, "RELAYPACS_PIPELINE_CONCURRENCY", self.pipeline_concurrency, ">= 1")
-        _check(
-            self.pipeline_rescan_interval > 0,
-            "RELAYPACS_PIPELINE_RESCAN_INTERVAL", self.pipeline_rescan_interval, "must be > 0",
-        )  # fmt: skip
+        root = self.org_root
+        root_ok = not root or (bool(_UID.fullmatch(root.rstrip("."))) and len(root) <= 40)
+        _check(root_ok, "RELAYPACS_ORG_ROOT", root, "must be a UID root of at most 40 characters")
+        attempts, backoff, most = self.delivery_max_attempts, self.delivery_backoff, self.delivery_backoff_max
+        _check(attempts >= 1, "RELAYPACS_DELIVERY_MAX_ATTEMPTS", attempts, "must be >= 1")
+        _check(backoff > 0, "RELAYPACS_DELIVERY_BACKOFF", backoff, "must be > 0")
+        _check(most >= backoff, "RELAYPACS_DELIVERY_BACKOFF_MAX", most, "must be >= the first delay")
+        concurrency, rescan = self.pipeline_concurrency, self.pipeline_rescan_interval
+        _check(concurrency >= 1, "RELAYPACS_PIPELINE_CONCURRENCY", concurrency, "must be >= 1")
+        _check(rescan > 0, "RELAYPACS_PIPELINE_RESCAN_INTERVAL", rescan, "must be > 0")
 
     def _check_auth(self) -> None:
         _check(self.auth in ("jwt", "off"), "RELAYPACS_AUTH", self.auth, "must be 'jwt' or 'off'")

@@ -51,7 +51,11 @@ class LocalStore:
     # -- info ------------------------------------------------------------------------------------------
 
     async def create(self, info: UploadInfo) -> None:
-        info.storage = {"Type": self.name, "Path": self.data_path(info.id), "InfoPath": str(self._info_path(info.id))}
+        info.storage = {
+            "Type": self.name,
+            "Path": self.data_path(info.id),
+            "InfoPath": str(self._info_path(info.id)),
+        }
         await anyio.to_thread.run_sync(self._create_sync, info)
 
     def _create_sync(self, info: UploadInfo) -> None:
@@ -162,7 +166,11 @@ class LocalStore:
 
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         path = self.data_path(upload_id)
-        async with await anyio.open_file(path, "rb") as f:
+        try:
+            f = await anyio.open_file(path, "rb")
+        except FileNotFoundError:  # deleted (terminated, expired): the protocol's error, not the OS's
+            raise errors.UploadNotFound() from None
+        async with f:
             while chunk := await f.read(READ_BYTES):
                 yield chunk
 
@@ -172,14 +180,16 @@ class LocalStore:
         await anyio.to_thread.run_sync(self._delete_sync, upload_id, tombstone)
 
     def _delete_sync(self, upload_id: str, tombstone: str | None) -> None:
+        if tombstone is not None:
+            # Tombstone first: a concurrent reader then sees "gone" (410), never an info without its
+            # data file, which would read as 404.
+            info = self._get_info_only(upload_id)
+            info.state, info.updated_at = tombstone, time.time()
+            self._write_info(info)
         Path(self.data_path(upload_id)).unlink(missing_ok=True)
         self._pending_path(upload_id).unlink(missing_ok=True)
         if tombstone is None:
             self._info_path(upload_id).unlink(missing_ok=True)
-            return
-        info = self._get_info_only(upload_id)
-        info.state, info.updated_at = tombstone, time.time()
-        self._write_info(info)
 
     def _get_info_only(self, upload_id: str) -> UploadInfo:
         try:

@@ -77,23 +77,30 @@ class Concatenation:
         length as soon as every partial's length is known). Idempotent."""
         async with self._locker.hold(final_id, _noop):
             final = await self._store.get(final_id)
-            if final.finished or final.is_gone:
+            if final.accepted or final.is_gone:
                 return final
-            partials = [await self._store.get(p) for p in final.partial_uploads]
-            if any(p.is_gone for p in partials):
-                raise errors.UploadGone("a partial upload of this final upload is gone")
-            if final.size is None and (size := self.size_of(partials)) is not None:
-                final.size = size
-                await self._store.save_info(final)
-            if not all(p.is_complete for p in partials):
+            if not final.finished and not await self._concatenate(final):
                 return final
-            if final.offset:  # a crash mid-concatenation left bytes behind: start over
-                await self._store.delete(final.id)
-                await self._store.create(final)
-            final.offset = await self._store.append(final, self._chain(partials), None)
-            log.info("upload.concatenated", upload_id=final.id, partials=len(partials), size=final.size)
             await self._finish(final, request, principal)
             return final
+
+    async def _concatenate(self, final: UploadInfo) -> bool:
+        """Write the partials' bytes into the final upload; False while a partial is still incomplete."""
+        partials = [await self._store.get(p) for p in final.partial_uploads]
+        if any(p.is_gone for p in partials):
+            raise errors.UploadGone("a partial upload of this final upload is gone")
+        if final.size is None and (size := self.size_of(partials)) is not None:
+            final.size = size
+            await self._store.save_info(final)
+        if not all(p.is_complete for p in partials):
+            return False
+        if final.offset:  # a crash mid-concatenation left bytes behind: start over
+            await self._store.delete(final.id)
+            await self._store.create(final)
+            final.offset = 0
+        final.offset = await self._store.append(final, self._chain(partials), None)
+        log.info("upload.concatenated", upload_id=final.id, partials=len(partials), size=final.size)
+        return True
 
     async def _chain(self, partials: list[UploadInfo]) -> AsyncIterator[bytes]:
         for partial in partials:

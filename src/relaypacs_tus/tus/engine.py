@@ -264,7 +264,7 @@ class Engine:
             self._check_max_size(patch.length, info.max_size)
             if patch.length < info.offset:
                 raise errors.InvalidUploadLength("Upload-Length is smaller than the upload's offset")
-        if info.is_complete:
+        if info.is_complete and patch.content_length:
             raise errors.UploadSizeExceeded("upload is already complete")
 
     async def _write(
@@ -299,7 +299,11 @@ class Engine:
 
     async def finish(self, info: UploadInfo, request: HTTPRequest, principal: str | None) -> Outcome:
         """The last byte is in: let the store finish, ask pre-finish, then notify post-finish. The caller
-        holds the upload's lock. A pre-finish rejection is recorded on the upload and raised."""
+        holds the upload's lock. A pre-finish rejection is recorded on the upload and raised. Once
+        pre-finish accepted the upload this is a no-op, so a retried last PATCH (an empty one at the final
+        offset) or the sweeper's recovery never runs the hooks twice; until then, they run again."""
+        if info.accepted:
+            return Outcome(info)
         if not info.finished:
             await self.store.finish(info)
             info.finished = True
@@ -312,6 +316,8 @@ class Engine:
             await self.store.save_info(info)
             log.info("upload.rejected", upload_id=info.id, status=http.status_code)
             raise _rejection(errors.UploadRejected, answer)
+        info.accepted = True
+        await self.store.save_info(info)
         log.info("upload.finished", upload_id=info.id, size=info.size)
         self._notify(HookType.POST_FINISH, info, request, principal)
         if info.is_partial:

@@ -45,6 +45,7 @@ class UploadInfo:
     final_uploads: list[str] = field(default_factory=list)  # finals waiting for this partial
     concat_header: str = ""
     finished: bool = False  # the store finished it (S3: multipart completed)
+    accepted: bool = False  # pre-finish passed and post-finish was sent: the upload's hooks are done
     state: str = "active"  # active | rejected | terminated | expired
     owner: str | None = None  # the principal that created it (auth layer)
     max_size: int | None = None  # a per-upload byte cap below Tus-Max-Size (e.g. an upload token's)

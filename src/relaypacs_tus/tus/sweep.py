@@ -57,7 +57,7 @@ class Sweeper:
             if info.updated_at + self._ttl <= now:
                 await self._store.delete(upload_id)
             return None
-        if self._unfinished_complete(info, now):
+        if self._needs_recovery(info, now):
             await self._recover(upload_id)
             return None
         if not self._expired(info, now):
@@ -75,19 +75,25 @@ class Sweeper:
         self._engine.set_expiry(info)
         return info.expires_at is not None and info.expires_at <= now
 
-    def _unfinished_complete(self, info: UploadInfo, now: float) -> bool:
-        # The grace period keeps the sweeper away from a request that is finishing the upload right now.
+    def _needs_recovery(self, info: UploadInfo, now: float) -> bool:
+        """Complete (or a final upload) but its hooks never accepted it, and idle for longer than the
+        network timeout, so no request is finishing it right now."""
         idle = now - max(info.created_at, info.updated_at) > self._engine.config.network_timeout
-        active = info.state == "active" and not info.is_final
-        return active and info.is_complete and not info.finished and idle
+        if info.state != "active" or info.accepted or not idle:
+            return False
+        return info.is_complete or info.is_final
 
     async def _recover(self, upload_id: str) -> None:
-        async with self._engine.locker.hold(upload_id, _noop):
+        try:
             info = await self._store.get(upload_id)
-            if not self._unfinished_complete(info, self._engine.clock()):
+            if info.is_final:  # concatenation is idempotent and takes the final's lock itself
+                await self._engine.concat.attempt(upload_id, RECOVERY_REQUEST, info.owner)
                 return
-            log.info("upload.recovered", upload_id=upload_id, size=info.size)
-            try:
+            async with self._engine.locker.hold(upload_id, _noop):
+                info = await self._store.get(upload_id)
+                if not self._needs_recovery(info, self._engine.clock()):
+                    return
+                log.info("upload.recovered", upload_id=upload_id, size=info.size)
                 await self._engine.finish(info, RECOVERY_REQUEST, info.owner)
-            except errors.TusError as exc:
-                log.info("upload.recovery_rejected", upload_id=upload_id, reason=exc.code)
+        except errors.TusError as exc:
+            log.info("upload.recovery_failed", upload_id=upload_id, reason=exc.code)

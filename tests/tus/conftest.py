@@ -192,7 +192,8 @@ def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str
 
 def start_server(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> RelayServer:
     data = tmp_path_factory.mktemp("relay")
-    env = {"RELAYPACS_LOG_LEVEL": "info", "RELAYPACS_AUTH": "off", **env}  # the protocol alone; auth has its tests
+    # The protocol alone: auth has its own tests (tests/auth), the real clients carry tokens (tests/clients).
+    env = {"RELAYPACS_LOG_LEVEL": "info", "RELAYPACS_AUTH": "off", **env}
     return RelayServer(data / "data", env=env).start()
 
 

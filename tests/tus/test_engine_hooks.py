@@ -265,3 +265,57 @@ async def test_rejections_reach_the_client_through_the_adapter(make_engine: Call
         assert r.text == "not a DICOM file"
         head = await c.head(url, headers=tus)
         assert head.headers["Upload-Offset"] == "2", "the bytes stay; the rejection is recorded"
+
+
+async def test_crashed_pre_finish_runs_again_on_the_retried_last_patch(
+    make_engine: Callable[..., Engine],
+) -> None:
+    """A pre-finish that crashed (500) left the bytes complete but not accepted: the client's retry, an
+    empty PATCH at the final offset, runs pre-finish again; once accepted, hooks never run twice."""
+    attempts: list[int] = []
+
+    def flaky(event: HookEvent) -> HookResponse:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("validator crashed")
+        return HookResponse()
+
+    hooks = Recorder({HookType.PRE_FINISH: flaky})
+    engine = make_engine(hooks)
+    info = (await engine.create(creation(3), REQ)).info
+    with pytest.raises(errors.HookFailed):
+        await engine.append(info.id, Patch(offset=0, body=body(b"abc")), REQ)
+    assert not (await engine.get(info.id)).accepted
+    out = await engine.append(info.id, Patch(offset=3, body=body(), content_length=0), REQ)
+    assert out.info.accepted
+    assert out.info.offset == 3
+    await hooks.wait_for(HookType.POST_FINISH)
+    again = await engine.append(info.id, Patch(offset=3, body=body(), content_length=0), REQ)
+    assert again.info.offset == 3
+    assert len(attempts) == 2
+    assert hooks.types().count("post-finish") == 1
+    with pytest.raises(errors.UploadSizeExceeded):
+        await engine.append(info.id, Patch(offset=3, body=body(b"d"), content_length=1), REQ)
+
+
+async def test_sweeper_retries_a_crashed_pre_finish(make_engine: Callable[..., Engine]) -> None:
+    clock = Clock()
+    calls: list[int] = []
+
+    def once_broken(event: HookEvent) -> HookResponse:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("validator crashed")
+        return HookResponse()
+
+    hooks = Recorder({HookType.PRE_FINISH: once_broken})
+    engine = make_engine(hooks, clock=clock, config=EngineConfig(network_timeout=5))
+    info = (await engine.create(creation(2), REQ)).info
+    with pytest.raises(errors.HookFailed):
+        await engine.append(info.id, Patch(offset=0, body=body(b"ok")), REQ)
+    clock.now = (await engine.store.get(info.id)).updated_at + 60
+    await engine.sweep()
+    await hooks.wait_for(HookType.POST_FINISH)
+    assert (await engine.store.get(info.id)).accepted
+    await engine.sweep()
+    assert len(calls) == 2, "an accepted upload is left alone"

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
 import pydicom
@@ -95,7 +95,7 @@ def build_app(pacs: CloudPacs) -> Starlette:
     async def token(request: Request) -> Response:
         if request.headers.get("content-type", "").split(";")[0] != "application/x-www-form-urlencoded":
             return _oauth_error("invalid_request")
-        form = {k: str(v) for k, v in (await request.form()).items()}
+        form = dict(parse_qsl((await request.body()).decode("ascii"), keep_blank_values=True))
         grant = form.get("grant_type")
         if grant == "client_credentials":
             client_id, secret, basic = _client_from_request(request, form)
@@ -106,7 +106,7 @@ def build_app(pacs: CloudPacs) -> Starlette:
                 claims = jwt.decode(
                     form.get("assertion", ""), pacs.google_public_key, algorithms=["RS256"],
                     audience=f"{pacs.base_url}/token", issuer=pacs.google_issuer,
-                    options={"require": ["exp", "iat", "iss", "aud"], "verify_exp": False, "verify_iat": False},
+                    options={"require": ["exp", "iat"], "verify_exp": False, "verify_iat": False},
                 )  # fmt: skip
             except jwt.PyJWTError:
                 return _oauth_error("invalid_grant")
@@ -160,7 +160,7 @@ def verify_sigv4(pacs: CloudPacs, request: Request, body: bytes) -> bool:
 
     auth = request.headers.get("authorization", "")
     fields = dict(part.strip().split("=", 1) for part in auth.removeprefix("AWS4-HMAC-SHA256 ").split(","))
-    key_id, date, region, service, _ = fields["Credential"].split("/")
+    key_id, _date, region, service, _ = fields["Credential"].split("/")
     signed = fields["SignedHeaders"].split(";")
     headers = {name: request.headers[name] for name in signed}
     url = f"http://{request.headers['host']}{request.url.path}"

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.orthanc
 
 def stow(server: OrthancServer, **kwargs: object) -> StowRsDestination:
     password = str(kwargs.pop("password", server.password))
-    return StowRsDestination("orthanc", server.dicomweb_url, auth=Basic(server.username, password), timeout=10,
-                             **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    auth = Basic(server.username, password)
+    return StowRsDestination("orthanc", server.dicomweb_url, auth=auth, timeout=10, **kwargs)  # type: ignore[arg-type]
 
 
 def deliver(destination: StowRsDestination, instance: Instance) -> Receipt:
@@ -211,8 +211,8 @@ def test_concurrent_deliveries_are_bounded_and_all_arrive(
     orthanc: OrthancServer, make_instance: MakeInstance
 ) -> None:
     instances = [make_instance() for _ in range(6)]
-    destination = StowRsDestination("orthanc", orthanc.dicomweb_url, auth=Basic(orthanc.username, orthanc.password),
-                                    max_concurrency=2)  # fmt: skip
+    auth = Basic(orthanc.username, orthanc.password)
+    destination = StowRsDestination("orthanc", orthanc.dicomweb_url, auth=auth, max_concurrency=2)
     active, peak, lock = 0, 0, threading.Lock()
     original = destination._deliver
 

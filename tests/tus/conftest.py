@@ -27,6 +27,8 @@ TARGET_LENGTH = 100
 TARGET_BYTES = bytes(range(10))
 TARGET_METADATA = "filename c2Nhbi5kY20=,filetype YXBwbGljYXRpb24vZGljb20=,is_confidential"
 MAX_SIZE = 1024 * 1024
+#: RFC 9110 IMF-fixdate, the format "Expiration" requires for Upload-Expires.
+HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import OCTET, TUS, Row, TusHelper, check_row
+from .conftest import HTTP_DATE, OCTET, TUS, Row, TusHelper, check_row
 
 CHUNK = b"0123456789abcdef" * 4
 
@@ -48,6 +48,7 @@ ROWS = (
             460,
             {**PATCH, "Upload-Checksum": digest(alg, CHUNK[:-1] + b"X")},
             body=CHUNK,
+            expect={"Upload-Expires": HTTP_DATE},  # "every PATCH response", refused ones too
             message="ERR_CHECKSUM_MISMATCH",
         )
         for alg in ALGORITHMS

@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-from .conftest import MAX_SIZE, OCTET, TARGET_METADATA, TUS, Row, TusHelper, check_row
+from .conftest import HTTP_DATE, MAX_SIZE, OCTET, TARGET_METADATA, TUS, Row, TusHelper, check_row
 
-HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 EXTENSIONS = (
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,"
     "concatenation,concatenation-unfinished"
@@ -106,7 +105,7 @@ PATCH_ROWS = [
         409,
         {**TUS, "Upload-Offset": "3", "Content-Type": OCTET},
         body=b"zzz",
-        expect={"Upload-Offset": "10"},
+        expect={"Upload-Offset": "10", "Upload-Expires": HTTP_DATE},
         message="ERR_MISMATCHED_OFFSET",
     ),
     Row(

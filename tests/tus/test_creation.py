@@ -9,10 +9,9 @@ import socket
 
 import pytest
 
-from .conftest import MAX_SIZE, OCTET, TUS, Row, TusHelper, check_row, upload_id
+from .conftest import HTTP_DATE, MAX_SIZE, OCTET, TUS, Row, TusHelper, check_row, upload_id
 
 LOCATION = re.compile(r"http://127\.0\.0\.1:\d+/files/[0-9a-f]{32}")
-HTTP_DATE = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT")
 
 
 def b64(text: str) -> str:

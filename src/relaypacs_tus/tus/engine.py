@@ -7,8 +7,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -17,74 +16,15 @@ from .body import BodyReader
 from .checksum import ChecksumVerifier
 from .concat import Concatenation
 from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPRequest, NoHooks
-from .headers import Checksum, Metadata, format_metadata
+from .headers import Checksum, format_http_date, format_metadata
 from .locks import Locker, MemoryLocker
+from .model import Creation, EngineConfig, Outcome, Patch
 from .store import UPLOAD_ID, UploadInfo, UploadStore, check_upload_id
 from .sweep import Sweeper
 
 log = structlog.get_logger("relaypacs_tus.tus")
 
 Spawn = Callable[[Callable[[], Awaitable[None]]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    """Protocol limits. ``max_size`` 0 means no limit; ``expiration`` 0 turns the extension off."""
-
-    max_size: int = 0
-    expiration: float = 24 * 3600.0
-    network_timeout: float = 60.0
-    enable_termination: bool = True
-    enable_concatenation: bool = True
-
-    @property
-    def extensions(self) -> tuple[str, ...]:
-        off = set()
-        if not self.expiration:
-            off.add(spec.EXPIRATION)
-        if not self.enable_termination:
-            off.add(spec.TERMINATION)
-        if not self.enable_concatenation:
-            off |= {spec.CONCATENATION, spec.CONCATENATION_UNFINISHED}
-        return tuple(e for e in spec.IMPLEMENTED_EXTENSIONS if e not in off)
-
-
-@dataclass(slots=True)
-class Creation:
-    """A parsed creation request (POST)."""
-
-    length: int | None
-    deferred: bool = False
-    metadata: Metadata = field(default_factory=lambda: Metadata(raw="", pairs=()))
-    partial: bool = False
-    final_of: tuple[str, ...] = ()  # upload ids named by Upload-Concat: final;...
-    concat_header: str = ""
-    body: AsyncIterator[bytes] | None = None  # creation-with-upload
-    content_length: int | None = None
-    checksum: Checksum | None = None
-    max_size: int | None = None  # a per-upload cap set by the auth layer (upload token byte cap)
-    extra: dict[str, object] = field(
-        default_factory=dict
-    )  # app facts stored with the upload (token, binding)
-
-
-@dataclass(slots=True)
-class Patch:
-    """A parsed PATCH request."""
-
-    offset: int
-    body: AsyncIterator[bytes]
-    length: int | None = None  # Upload-Length sent to end a deferred length
-    content_length: int | None = None
-    checksum: Checksum | None = None
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What the adapter answers with: the upload after the call, plus headers a hook added."""
-
-    info: UploadInfo
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Engine:
@@ -225,33 +165,54 @@ class Engine:
     ) -> Outcome:
         """ "PATCH": write the body at ``patch.offset``; finish the upload when the last byte is in."""
         await self.get(upload_id, principal)
-        reader: BodyReader | None = None
+        readers: list[BodyReader] = []
 
-        def interrupt() -> None:
-            if reader is not None:
+        def interrupt() -> None:  # another request asks for the upload: stop reading this body
+            for reader in readers:
                 reader.interrupt()
 
         async with self.locker.hold(upload_id, interrupt):
             info = await self.get(upload_id, principal)
-            self._check_patch(info, patch)
-            if patch.length is not None and info.size is None:
-                info.size = patch.length
-                await self.store.save_info(info)
-            limit = (info.size if info.size is not None else self._cap(info)) - info.offset
-            if patch.content_length is not None and patch.content_length > limit:
-                raise errors.UploadSizeExceeded()
-            reader = BodyReader(patch.body, limit=limit, idle_timeout=self.config.network_timeout)
             try:
-                await self._write(info, reader, patch.checksum, request, principal)
-            except errors.TusError:
-                # The bytes kept before the failure (excess body, timeout, disconnect) may have completed
-                # the upload: finish it now, or it would wait forever for a PATCH no client will send.
-                if info.is_complete and not info.finished:
-                    await self.finish(info, request, principal)
+                return await self._append_locked(info, patch, readers, request, principal)
+            except errors.TusError as exc:
+                self._add_expiry(info, exc)
                 raise
+
+    async def _append_locked(
+        self,
+        info: UploadInfo,
+        patch: Patch,
+        readers: list[BodyReader],
+        request: HTTPRequest,
+        principal: str | None,
+    ) -> Outcome:
+        self._check_patch(info, patch)
+        if patch.length is not None and info.size is None:
+            info.size = patch.length
+            await self.store.save_info(info)
+        limit = (info.size if info.size is not None else self._cap(info)) - info.offset
+        if patch.content_length is not None and patch.content_length > limit:
+            raise errors.UploadSizeExceeded()
+        readers.append(BodyReader(patch.body, limit=limit, idle_timeout=self.config.network_timeout))
+        try:
+            await self._write(info, readers[-1], patch.checksum, request, principal)
+        except errors.TusError:
+            # The bytes kept before the failure (excess body, timeout, disconnect) may have completed
+            # the upload: finish it now, or it would wait forever for a PATCH no client will send.
             if info.is_complete:
-                return await self.finish(info, request, principal)
-            return Outcome(info)
+                await self.finish(info, request, principal)
+            raise
+        if info.is_complete:
+            return await self.finish(info, request, principal)
+        return Outcome(info)
+
+    def _add_expiry(self, info: UploadInfo, exc: errors.TusError) -> None:
+        """ "Expiration": Upload-Expires MUST be in every PATCH response while the upload will expire,
+        so a refused PATCH (409, 460, 413, timeout) carries it too."""
+        self.set_expiry(info)
+        if info.expires_at is not None and not isinstance(exc, errors.UploadGone):
+            exc.headers.setdefault(spec.UPLOAD_EXPIRES, format_http_date(info.expires_at))
 
     def _check_patch(self, info: UploadInfo, patch: Patch) -> None:
         if info.is_final:
@@ -411,3 +372,6 @@ def _rejection(kind: type[errors.UploadRejected], answer: HookResponse) -> error
         headers=dict(http.header),
         body=http.body or None,
     )
+
+
+__all__ = ["Creation", "Engine", "EngineConfig", "Outcome", "Patch", "Spawn"]

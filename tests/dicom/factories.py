@@ -41,6 +41,8 @@ def dicom_file(path: Path, source: str = "CT_small.dcm", **attributes: Any) -> P
             setattr(ds, keyword, value)
     if "SOPInstanceUID" in ds:
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    if "SOPClassUID" in ds:
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=False)
     return path

@@ -78,7 +78,11 @@ def test_required_uids(tmp_path: Path, attributes: dict[str, object], code: str,
 
 
 def test_sop_class_must_match_file_meta(tmp_path: Path) -> None:
-    error = rejected(dicom_file(tmp_path / "x.dcm", SOPClassUID=SC))
+    path = dicom_file(tmp_path / "x.dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.MediaStorageSOPClassUID = SC
+    ds.save_as(path)
+    error = rejected(path)
     assert error.code == "sop_class_mismatch"
     assert error.reason == "the SOP Class UID in the data set differs from the one in the file header"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 
 from relaypacs_tus.dicom.secondary_capture import PatientStudy, SeriesPlacement, new_uid, wrap_image
@@ -82,12 +81,12 @@ def cloud_pacs() -> Iterator[CloudPacs]:
 
 @dataclass
 class DimseScp:
-    """An in-process Storage SCP: answers ``status`` (an int, or a callable of the dataset) to every
-    C-STORE and records what it received."""
+    """An in-process Storage SCP: answers ``status`` (an int, or a callable of the C-STORE event) to
+    every C-STORE and records what it received."""
 
     port: int
     aet: str
-    status: int | Callable[[Dataset], int] = 0x0000
+    status: int | Callable[[evt.Event], int] = 0x0000
     received: list[tuple[str, str]] = field(default_factory=list)  # (SOP Instance UID, sha256 of data set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -96,7 +95,7 @@ class DimseScp:
         raw = event.request.DataSet.getvalue()  # the data set bytes as they arrived
         with self.lock:
             self.received.append((str(dataset.SOPInstanceUID), hashlib.sha256(raw).hexdigest()))
-        return self.status(dataset) if callable(self.status) else self.status
+        return self.status(event) if callable(self.status) else self.status
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_request_headers_and_body_follow_ps3_18(cloud_pacs: CloudPacs, make_inst
         (409, {"failed": 0xA700}, True, "the PACS is out of resources"),
         (409, {"failed": 0xC122}, False, "does not accept the instance's transfer syntax"),
         (409, {"failed": 0x0122}, False, "does not accept this kind of DICOM object"),
-        (409, {"failed": 43265}, False, "Study Instance UID does not match"),
+        (409, {"failed": 0xA900}, False, "found the data set invalid for its SOP class"),
         (409, {"failed": 45071}, True, "still processing an earlier copy"),
     ],
 )

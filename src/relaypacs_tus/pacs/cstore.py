@@ -2,7 +2,9 @@
 
 One association per instance, proposing exactly one presentation context: the instance's SOP class
 with its own transfer syntax (no transcoding, so the data set bytes on the wire are the file's; the
-File Meta Information is not part of a C-STORE, PS3.10 §7.1). The data set is streamed from the file
+File Meta Information is not part of a C-STORE, PS3.10 §7.1). What the receiver writes is its own
+encoding: DCMTK-based SCPs (Orthanc, storescp) re-encode, e.g. drop Data Set Trailing Padding, so
+byte identity at the far end needs STOW-RS or Orthanc REST. The data set is streamed from the file
 in PDU-sized chunks (pynetdicom ``STORE_SEND_CHUNKED_DATASET``), so memory does not grow with it.
 
 Outcomes: status 0x0000 -> ``stored``; Warning statuses (0x0001, 0x0107, 0x0116, 0xBxxx) ->
@@ -137,6 +139,6 @@ class CStoreDestination:
                 transient=False,
                 details={"sop_class_uid": str(sop), "transfer_syntax_uid": str(ts)},
             )
-        if assoc.is_aborted:
-            return DeliveryError(f"{self.name} aborted the association", transient=True)
-        return DeliveryError(f"could not connect to {self.name}", transient=True)
+        if assoc.acceptor.primitive is None:  # no A-ASSOCIATE answer: refused, unreachable or timed out
+            return DeliveryError(f"could not connect to {self.name}", transient=True)
+        return DeliveryError(f"{self.name} aborted the association", transient=True)

@@ -1,7 +1,8 @@
 """Reading a STOW-RS response (PS3.18 §10.5.3, Annex I) for one instance, in the DICOM JSON model.
 
 Failure Reason (0008,1197) codes from PS3.18 Table I.2-2 (and PS3.4 C-STORE statuses they mirror),
-plus the implementation codes of Azure's conformance statement (43264, 43265, 45070, 45071) and
+plus the implementation codes of Azure's conformance statement (45070, 45071; its 43264/43265 are
+0xA900/0xA901, inside the A9xx range) and
 Google's 409/272 with its private FailureDetail (0009,0097) "already exists".
 """
 
@@ -85,8 +86,6 @@ def failure_reason(code: int) -> tuple[str, bool]:
         0x0122: ("the PACS does not accept this kind of DICOM object (SOP class)", False),
         0x0124: ("the PACS does not allow the relay to store this instance", False),
         0xC122: ("the PACS does not accept the instance's transfer syntax", False),
-        43264: ("the PACS found the instance invalid", False),
-        43265: ("the instance's Study Instance UID does not match the study it was sent to", False),
         AZURE_BEING_CREATED: ("the PACS is still processing an earlier copy of this instance", True),
     }
     if code in known:
@@ -94,7 +93,7 @@ def failure_reason(code: int) -> tuple[str, bool]:
     if 0xA700 <= code <= 0xA7FF:
         return "the PACS is out of resources", True
     if 0xA900 <= code <= 0xA9FF:
-        return "the PACS says the data set does not match its SOP class", False
+        return "the PACS found the data set invalid for its SOP class", False  # also Azure's 43264/43265
     if 0xC000 <= code <= 0xCFFF:
         return "the PACS cannot understand the instance", False
     return f"the PACS refused the instance (failure reason {code:#06x})", False

@@ -25,7 +25,7 @@ from .auth.routes import TokenEndpoints
 from .hooks.config import PipelineConfig
 from .hooks.runner import parse_events
 from .hooks.service import HookConfig, open_hook_service
-from .security import limits, new_state, open_security
+from .security import limits, new_state, open_security, proxies
 from .settings import Settings
 from .tus import errors, spec
 from .tus.engine import Engine, EngineConfig
@@ -207,7 +207,7 @@ def _middleware(settings: Settings, auth_state: AuthState) -> list[Middleware]:
     ]
     auth = Middleware(
         AuthMiddleware, state=auth_state, enabled=settings.auth == "jwt", base_path=settings.base_path,
-        limits=limits(settings),
+        limits=limits(settings), proxies=proxies(settings),
     )  # fmt: skip
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if not origins:

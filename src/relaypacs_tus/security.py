@@ -17,12 +17,14 @@ import structlog
 from .audit import AuditLog, DocumentSink, FileSink
 from .audit.log import Sink
 from .auth.jwks import JwksKeys
-from .auth.middleware import Authenticator, AuthState, Limits, Rate
+from .auth.middleware import AuthState
+from .auth.policy import Authenticator, Limits, Rate
 from .auth.registry import TokenPolicy, UploadTokens
 from .auth.tokens import CallerVerifier, UploadTokenSigner, load_or_create_secret, secret_from
 from .coordination.base import GrantRegistry
 from .coordination.memory import MemoryConcurrencyLimiter, MemoryGrantRegistry, MemoryRateLimiter
 from .settings import Settings, SettingsError, parse_rate
+from .tus.routes import ProxyTrust
 from .tus.store import Documents, UploadStore
 
 log = structlog.get_logger("relaypacs_tus.security")
@@ -66,6 +68,10 @@ def limits(settings: Settings) -> Limits:
         bytes_per_address=_rate(settings.limit_bytes_per_address),
         concurrent_per_principal=settings.limit_concurrent_uploads,
     )
+
+
+def proxies(settings: Settings) -> ProxyTrust:
+    return ProxyTrust.parse(settings.trusted_proxies)
 
 
 def token_policy(settings: Settings) -> TokenPolicy:

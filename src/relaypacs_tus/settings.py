@@ -294,11 +294,11 @@ class Settings:
         metadata=_opt("RELAYPACS_AUDIT_HASH_UPLOADS", _bool, "record each finished upload's SHA-256"),
     )
     limit_creates: str = field(
-        default="120/min",
+        default="1000/min",
         metadata=_opt("RELAYPACS_LIMIT_CREATES", _rate, "uploads created per principal; 0 = off"),
     )
     limit_creates_per_address: str = field(
-        default="600/min",
+        default="3000/min",
         metadata=_opt("RELAYPACS_LIMIT_CREATES_PER_ADDRESS", _rate, "uploads created per client address"),
     )
     limit_bytes: str = field(

@@ -182,3 +182,20 @@ def test_bytes_per_second_throttles_without_losing_data(relay_server) -> None:
         assert results == [204]
         upload_id = url.rsplit("/", 1)[1]
         assert (server.data_dir / "uploads" / upload_id).read_bytes() == body
+
+
+def test_forwarded_address_is_believed_only_from_trusted_proxies(relay_server) -> None:
+    limits = {"RELAYPACS_LIMIT_CREATES": "0", "RELAYPACS_LIMIT_CREATES_PER_ADDRESS": "2/min"}
+    behind_proxy = relay_server(env=jwt_env(RELAYPACS_TRUSTED_PROXIES="127.0.0.1", **limits)).start()
+    exposed = relay_server(env=jwt_env(**limits)).start()
+    token = caller_token()
+
+    def creates(server, forwarded_for: str) -> int:
+        with client() as http:
+            return create(http, server, token, extra={"X-Forwarded-For": forwarded_for}).status_code
+
+    # Behind a trusted proxy, each real client has its own bucket.
+    assert [creates(behind_proxy, "203.0.113.7") for _ in range(3)] == [201, 201, 429]
+    assert creates(behind_proxy, "203.0.113.8") == 201
+    # Without one, a forged X-Forwarded-For does not buy a fresh bucket.
+    assert [creates(exposed, f"203.0.113.{i}") for i in range(3)] == [201, 201, 429]

@@ -11,7 +11,6 @@ OPTIONS (tus discovery; CORS preflights are answered further out) pass untouched
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import math
 import time
@@ -23,9 +22,10 @@ import anyio
 import structlog
 
 from ..coordination.base import ConcurrencyLimiter, RateLimiter
-from ..tus.routes import PRINCIPAL_SCOPE_KEY, UPLOAD_CAP_SCOPE_KEY, UPLOAD_EXTRA_SCOPE_KEY
-from .registry import LimitExceeded, Reservation, UploadTokens
-from .tokens import AuthError, CallerVerifier, Identity, is_upload_token
+from ..tus.routes import PRINCIPAL_SCOPE_KEY, UPLOAD_CAP_SCOPE_KEY, UPLOAD_EXTRA_SCOPE_KEY, ProxyTrust
+from .policy import Authenticator, Limits, Rate, Route
+from .registry import LimitExceeded, Reservation
+from .tokens import AuthError, Identity
 
 log = structlog.get_logger("relaypacs_tus.auth")
 
@@ -38,67 +38,6 @@ Audit = Callable[[str, dict[str, object]], Awaitable[None]]
 
 IDENTITY_SCOPE_KEY = "relaypacs.identity"
 REALM = "relaypacs-tus"
-
-
-class Route(enum.Enum):
-    PUBLIC = "public"
-    CREATE = "create"  # POST to the tus collection
-    UPLOAD = "upload"  # HEAD/PATCH/DELETE/... on an upload
-    STATUS = "status"  # the status API
-    ISSUE = "issue"  # POST /auth/upload-tokens and other caller-only auth routes
-    CURRENT = "current"  # GET /auth/upload-tokens/current
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    per_second: float
-    burst: float
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    creates_per_principal: Rate | None = None
-    creates_per_address: Rate | None = None
-    bytes_per_principal: Rate | None = None
-    bytes_per_address: Rate | None = None
-    concurrent_per_principal: int = 0  # simultaneous PATCH bodies; 0 = no cap
-    max_debt_seconds: float = 2.0  # bytes/s debt beyond which a new PATCH is refused instead of throttled
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticator:
-    """Which tokens each route takes. ``upload_role``/``issue_role`` empty = any valid caller token."""
-
-    caller: CallerVerifier
-    uploads: UploadTokens
-    upload_role: str = "relaypacs.upload"
-    issue_role: str = "relaypacs.issue"
-
-    async def identify(self, authorization: str | None, route: Route) -> Identity:
-        token = _bearer(authorization)
-        if is_upload_token(token):
-            identity = self.uploads.signer.verify(token)
-            if route in (Route.ISSUE,):
-                raise AuthError("wrong_kind", "An upload link cannot issue upload links; sign in instead.")
-            assert identity.token_id is not None
-            await self.uploads.grant(identity.token_id)  # known, and within its resume horizon
-            return identity
-        identity = await self.caller.verify(token)
-        if route is Route.CURRENT:
-            raise AuthError("wrong_kind", "This needs an upload link's token.")
-        role = self.issue_role if route is Route.ISSUE else self.upload_role
-        if role and role not in identity.roles:
-            raise AuthError("insufficient_scope", f"Your account lacks the role {role!r}.", status=403)
-        return identity
-
-
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
-        raise AuthError("missing_token", "Sign in first: this request needs an Authorization: Bearer token.")
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthError("invalid_token", "The Authorization header must be 'Bearer <token>'.")
-    return token.strip()
 
 
 @dataclass(slots=True)
@@ -121,15 +60,17 @@ class AuthMiddleware:
         state: AuthState,
         enabled: bool = True,
         base_path: str = "/files/",
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         protected_prefixes: tuple[str, ...] = ("/uploads/", "/batches/"),
+        proxies: ProxyTrust | None = None,
     ) -> None:
         self.app = app
         self.state = state
         self.enabled = enabled
         self.base = "/" + base_path.strip("/") + "/"
-        self.limits = limits
+        self.limits = limits or Limits()
         self.protected = protected_prefixes
+        self.proxies = proxies or ProxyTrust()
 
     @property
     def authenticator(self) -> Authenticator | None:
@@ -173,7 +114,7 @@ class AuthMiddleware:
         if route is Route.PUBLIC:
             await self.app(scope, receive, send)
             return
-        address = _client(scope)
+        address = _client(scope, self.proxies)
         if not self.state.ready or (self.enabled and self.state.authenticator is None):
             await _respond(scope, send, 503, {"error": "starting", "message": "The server is starting."},
                            {"retry-after": "1"})  # fmt: skip
@@ -214,7 +155,9 @@ class AuthMiddleware:
         if wait:
             await self._too_many(scope, send, wait, subject, address, "rate")
             return
-        async with self._slot(subject if streaming else None) as granted:
+        # Concurrent uploads are capped per principal; with auth off there is none (an address may be a
+        # whole clinic behind one NAT), and the per-address rates still apply.
+        async with self._slot(identity.principal if streaming and identity else None) as granted:
             if not granted:
                 await self._too_many(scope, send, 1.0, subject, address, "concurrent_uploads")
                 return
@@ -414,9 +357,23 @@ def _method(scope: Scope) -> str:
     return (override or str(scope.get("method", "GET"))).strip().upper()
 
 
-def _client(scope: Scope) -> str:
+def _client(scope: Scope, proxies: ProxyTrust) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the nearest address in
+    ``X-Forwarded-For`` (or RFC 7239 ``Forwarded: for=``) that is not itself a trusted proxy."""
     client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+    peer = str(client[0]) if client else "unknown"
+    if not proxies.trusts(peer):
+        return peer
+    forwarded = _header(scope, b"x-forwarded-for") or ""
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    if not hops:
+        rfc = _header(scope, b"forwarded") or ""
+        hops = [p.split("=", 1)[1].strip('"[] ') for part in rfc.split(",") for p in part.split(";")
+                if p.strip().lower().startswith("for=")]  # fmt: skip
+    for hop in reversed(hops):
+        if not proxies.trusts(hop):
+            return hop
+    return hops[0] if hops else peer
 
 
 def _has_body(scope: Scope) -> bool:

@@ -319,3 +319,17 @@ async def test_sweeper_retries_a_crashed_pre_finish(make_engine: Callable[..., E
     assert (await engine.store.get(info.id)).accepted
     await engine.sweep()
     assert len(calls) == 2, "an accepted upload is left alone"
+
+
+async def test_unfinished_final_upload_expires(make_engine: Callable[..., Engine]) -> None:
+    """A final upload whose partials never complete does not wait forever: it expires like any upload."""
+    clock = Clock()
+    engine = make_engine(Recorder(), clock=clock, config=EngineConfig(expiration=60, network_timeout=5))
+    part = (await engine.create(Creation(length=5, partial=True), REQ)).info
+    final = (await engine.create(Creation(length=None, final_of=(part.id,)), REQ)).info
+    assert not (await engine.get(final.id)).finished
+    clock.now = max(clock.now, (await engine.store.get(part.id)).updated_at) + 120
+    expired = {i.id for i in await engine.sweep()}
+    assert expired == {part.id, final.id}
+    with pytest.raises(errors.UploadGone):
+        await engine.get(final.id)

@@ -57,11 +57,13 @@ class Sweeper:
             if info.updated_at + self._ttl <= now:
                 await self._store.delete(upload_id)
             return None
+        if self._expired(info, now):  # first: an unfinished final upload expires rather than waits forever
+            return await self._expire(upload_id)
         if self._needs_recovery(info, now):
             await self._recover(upload_id)
-            return None
-        if not self._expired(info, now):
-            return None
+        return None
+
+    async def _expire(self, upload_id: str) -> UploadInfo | None:
         async with self._engine.locker.hold(upload_id, _noop):
             info = await self._store.get(upload_id)  # a PATCH may have landed while we waited
             if info.is_gone or not self._expired(info, self._engine.clock()):

@@ -128,6 +128,8 @@ def build_app(pacs: CloudPacs) -> Starlette:
         if request.headers.get("accept") != "application/dicom+json":
             return Response(status_code=406)
         content_type = request.headers.get("content-type", "")
+        if content_type == "application/dicom" and pacs.aws_secret:  # HealthImaging's single-part form
+            return _store(pacs, [await request.body()])
         boundary = _boundary(content_type)
         if not content_type.startswith("multipart/related") or 'type="application/dicom"' not in content_type:
             return Response(status_code=415)

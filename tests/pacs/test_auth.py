@@ -20,8 +20,11 @@ from .conftest import MakeInstance
 from .fakes import JWT_BEARER, CloudPacs
 
 
-def stow(pacs: CloudPacs, auth: requests.auth.AuthBase) -> StowRsDestination:
-    return StowRsDestination("cloud", f"{pacs.base_url}/v2", auth=auth, timeout=10, duplicate_check="none")
+def stow(pacs: CloudPacs, auth: requests.auth.AuthBase, single_part: bool = False) -> StowRsDestination:
+    url = f"{pacs.base_url}/v2"
+    return StowRsDestination(
+        "cloud", url, auth=auth, timeout=10, duplicate_check="none", single_part=single_part
+    )
 
 
 def deliver(dest: StowRsDestination, instance: Instance) -> Receipt:

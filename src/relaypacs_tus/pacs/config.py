@@ -14,6 +14,8 @@ Every destination is an object with:
 * ``duplicate_check``: ``"qido"`` (default; QIDO-RS + WADO-RS hash comparison) or ``"none"``.
 * ``verify_after_store`` (default false): retrieve each stored instance and compare its SHA-256.
 * ``study_in_url`` (default false): POST to ``/studies/{StudyInstanceUID}``.
+* ``single_part`` (default false): send ``application/dicom`` instead of ``multipart/related`` (AWS
+  HealthImaging's documented request form).
 * ``verify_tls``: true (default), false, or the path of a CA bundle.
 * ``headers``: extra HTTP headers (no secrets here: use ``auth``).
 
@@ -148,7 +150,7 @@ def _destination(s: _Spec) -> Destination:
         return StowRsDestination(
             name, s.text("url"), auth=_auth(s), timeout=timeout, verify_tls=_verify(s),
             duplicate_check=dup, verify_after_store=s.flag("verify_after_store", False),
-            study_in_url=s.flag("study_in_url", False),
+            study_in_url=s.flag("study_in_url", False), single_part=s.flag("single_part", False),
             headers=_headers(s), max_concurrency=s.number("max_concurrency", 4, integer=True) or 1,
         )  # fmt: skip
     if kind == "orthanc-rest":

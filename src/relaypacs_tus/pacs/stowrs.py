@@ -46,7 +46,15 @@ from .base import (
     Instance,
     Receipt,
 )
-from .http import boundary_of, hash_single_part, http_error, json_body, multipart_body, raise_for_transport
+from .http import (
+    FileBody,
+    boundary_of,
+    hash_single_part,
+    http_error,
+    json_body,
+    multipart_body,
+    raise_for_transport,
+)
 from .stow_status import StowOutcome, failure_reason, parse_stow_response, warning_text
 
 log = structlog.get_logger(__name__)
@@ -58,6 +66,8 @@ class StowRsDestination:
     """A DICOMweb STOW-RS endpoint. ``url`` is the DICOMweb root (``…/dicom-web``, Azure ``…/v2``,
     Google ``…/dicomWeb``, dcm4chee ``…/aets/<AET>/rs``). ``timeout`` bounds connect and each read
     (seconds). ``study_in_url`` POSTs to ``/studies/{StudyInstanceUID}`` (the PACS then checks the study).
+    ``single_part`` sends the file alone as ``Content-Type: application/dicom`` (AWS HealthImaging's
+    documented form; Azure takes it too; Orthanc answers 415).
     ``verify_tls``: True, False or a CA bundle path. ``max_concurrency``: deliveries at once."""
 
     def __init__(
@@ -71,6 +81,7 @@ class StowRsDestination:
         duplicate_check: str = "qido",
         verify_after_store: bool = False,
         study_in_url: bool = False,
+        single_part: bool = False,
         headers: dict[str, str] | None = None,
         max_concurrency: int = 4,
     ) -> None:
@@ -78,7 +89,7 @@ class StowRsDestination:
             raise ValueError("duplicate_check must be 'qido' or 'none'")
         self.name, self.url = name, url.rstrip("/")
         self.duplicate_check, self.verify_after_store = duplicate_check, verify_after_store
-        self.study_in_url = study_in_url
+        self.study_in_url, self.single_part = study_in_url, single_part
         self._timeout = timeout
         self._session = requests.Session()
         self._session.auth = auth
@@ -114,11 +125,12 @@ class StowRsDestination:
     def _post(self, instance: Instance) -> StowOutcome:
         boundary = uuid.uuid4().hex
         url = f"{self.url}/studies" + (f"/{instance.study_instance_uid}" if self.study_in_url else "")
-        headers = {
-            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
-            "Accept": "application/dicom+json",
-        }
-        with multipart_body(instance.path, boundary) as body:
+        content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        if self.single_part:
+            content_type = "application/dicom"
+        headers = {"Content-Type": content_type, "Accept": "application/dicom+json"}
+        body_stream = FileBody(instance.path) if self.single_part else multipart_body(instance.path, boundary)
+        with body_stream as body:
             try:
                 response = self._session.post(url, data=body, headers=headers, timeout=self._timeout)
             except requests.RequestException as exc:

@@ -21,9 +21,11 @@ import anyio.to_thread
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
 from ..tus.store import UploadInfo, check_document_key, check_upload_id
+from .writebehind import Spool, spool_body
 
-#: Bytes gathered before one write (and hash) in a worker thread; bounds memory per PATCH.
-FLUSH_BYTES = 4 * 1024 * 1024
+#: Bytes received before they are handed to a worker thread to hash and write (write-behind: the loop keeps
+#: receiving meanwhile). A PATCH holds about twice this in memory, whatever its size.
+FLUSH_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 
 
@@ -110,11 +112,14 @@ class LocalStore:
     async def append(
         self, info: UploadInfo, body: AsyncIterator[bytes], verifier: ChecksumVerifier | None = None
     ) -> int:
-        fd = await anyio.to_thread.run_sync(self._open_for_append, info.id, verifier is not None)
-        try:
-            return await self._stream(fd, info, body, verifier)
-        finally:
-            await anyio.to_thread.run_sync(os.close, fd)
+        checksum = verifier is not None
+        spool = Spool(
+            lambda: self._open_for_append(info.id, checksum),
+            verifier,
+            commit=self._pending_path(info.id).unlink if checksum else None,
+            rollback=(lambda fd: self._rollback(fd, info.id, info.offset)) if checksum else None,
+        )
+        return info.offset + await spool_body(body, spool, self._flush)
 
     def _open_for_append(self, upload_id: str, checksum: bool) -> int:
         fd = os.open(self.data_path(upload_id), os.O_WRONLY)
@@ -128,33 +133,6 @@ class LocalStore:
             self._pending_path(upload_id).unlink(missing_ok=True)
         os.lseek(fd, committed, os.SEEK_SET)
         return fd
-
-    async def _stream(
-        self, fd: int, info: UploadInfo, body: AsyncIterator[bytes], verifier: ChecksumVerifier | None
-    ) -> int:
-        start, written = info.offset, 0
-        batch: list[bytes] = []
-        pending = 0
-        try:
-            async for chunk in body:
-                batch.append(chunk)
-                pending += len(chunk)
-                if pending >= self._flush:
-                    written += await anyio.to_thread.run_sync(_write_batch, fd, batch, verifier)
-                    batch, pending = [], 0
-            written += await anyio.to_thread.run_sync(_write_batch, fd, batch, verifier)
-            if verifier is not None:
-                verifier.verify()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                if verifier is not None:
-                    await anyio.to_thread.run_sync(self._rollback, fd, info.id, start)
-                elif batch:
-                    await anyio.to_thread.run_sync(_write_batch, fd, batch, None)
-            raise
-        if verifier is not None:
-            await anyio.to_thread.run_sync(self._pending_path(info.id).unlink)
-        return start + written
 
     def _rollback(self, fd: int, upload_id: str, start: int) -> None:
         os.ftruncate(fd, start)
@@ -242,20 +220,3 @@ class LocalStore:
     async def delete_document(self, key: str) -> None:
         await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
 
-
-def _write_batch(fd: int, batch: list[bytes], verifier: ChecksumVerifier | None) -> int:
-    """Hash and write a batch in a worker thread; returns the bytes written."""
-    total = 0
-    for chunk in batch:
-        if verifier is not None:
-            verifier.update(chunk)
-    views = [memoryview(c) for c in batch]
-    while views:
-        n = os.writev(fd, views[:1024])
-        total += n
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
-    return total

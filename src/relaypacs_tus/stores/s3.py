@@ -190,9 +190,12 @@ class S3Store:
         doc = await objects.read_info()
         if doc.info.is_gone:
             raise errors.UploadGone()
-        view = await self._view(objects, doc)
-        if view is None or doc.info.finished:
-            raise errors.UploadSizeExceeded("upload is already complete")
+        view = None if doc.info.finished else await self._view(objects, doc)
+        if view is None:  # complete: only an empty body fits (a retried last PATCH)
+            async for chunk in body:
+                if chunk:
+                    raise errors.UploadSizeExceeded("upload is already complete")
+            return doc.info.size or 0
         if view.offset != info.offset:
             raise errors.OffsetMismatch(headers={"Upload-Offset": str(view.offset)})
         if view.settled:  # an interrupted checksum chunk: write down how it was resolved before going on
@@ -258,15 +261,15 @@ class S3Store:
             if tombstone is not None:
                 raise
             doc = None
+        if doc is not None and tombstone is not None:
+            # tombstone first: a concurrent reader sees "gone" (410), never an info without its multipart
+            # upload, which would read as 404
+            doc.info.state, doc.info.updated_at = tombstone, time.time()
+            await objects.write_info(doc)
         await objects.abort_all_multipart(doc.state.multipart_id if doc else None)
         await objects.delete_data()
-        if doc is None:
-            return
-        if tombstone is None:
+        if doc is not None and tombstone is None:
             await objects.delete_info()
-            return
-        doc.info.state, doc.info.updated_at = tombstone, time.time()
-        await objects.write_info(Doc(doc.info, S3State()))
 
     async def list_ids(self) -> AsyncIterator[str]:
         pattern = re.compile(re.escape(self.prefix) + r"([0-9a-f]{32})\.info")

@@ -184,3 +184,31 @@ def test_ae_titles_are_checked() -> None:
         CStoreDestination("x", "h", 104, called_aet="A" * 17)
     with pytest.raises(ValueError, match="calling_aet"):
         CStoreDestination("x", "h", 104, called_aet="PACS", calling_aet="BAD\\AET")
+
+
+@pytest.mark.orthanc
+def test_ae_titles_are_what_a_strict_pacs_checks(tmp_path: Path, make_instance: MakeInstance) -> None:
+    """Orthanc checking both AE titles: only our configured calling AE at the right called AE gets in."""
+    strict = OrthancServer(tmp_path / "strict", aet="STRICTPACS")
+    strict.extra_config = {
+        "DicomCheckCalledAet": True,
+        "DicomAlwaysAllowEcho": False,
+        "DicomAlwaysAllowStore": False,
+        "DicomModalities": {"relay": ["RELAYPACS", "127.0.0.1", 11112]},
+    }
+    strict.start()
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            deliver(cstore(strict.dicom_port, "ORTHANC"), make_instance())
+        assert caught.value.transient is False
+        assert "Called AE title not recognised" in caught.value.reason
+        other = CStoreDestination(
+            "legacy", "127.0.0.1", strict.dicom_port, called_aet="STRICTPACS", calling_aet="STRANGER"
+        )
+        with pytest.raises(DeliveryError) as caught:
+            deliver(other, make_instance())
+        assert "Calling AE title not recognised" in caught.value.reason
+        assert deliver(cstore(strict.dicom_port, "STRICTPACS"), make_instance()).outcome == "stored"
+        assert strict.count_instances() == 1
+    finally:
+        strict.stop()

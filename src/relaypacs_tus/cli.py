@@ -87,10 +87,8 @@ def token(settings: Settings, args: argparse.Namespace) -> int:
 
     async def issue() -> dict[str, object]:
         from .app import open_store
-        from .coordination.memory import MemoryGrantRegistry
 
-        async with open_store(settings) as store:
-            grants = MemoryGrantRegistry(security.documents(settings, store))
+        async with open_store(settings) as store, security.open_grants(settings, store) as grants:
             issued = await security.upload_tokens(settings, grants).issue(request, f"cli:{args.sub}")
         return {"token": issued.token, "token_id": issued.token_id, "expires_at": rfc3339(issued.expires_at),
                 "max_uploads": issued.max_uploads}  # fmt: skip

@@ -124,9 +124,9 @@ async def open_security(settings: Settings, store: UploadStore, state: AuthState
             audit = AuditLog(sink, audit_key(settings))
             await audit.open()
             state.audit = audit
+        grants = await _coordination(settings, store, state, stack)
         if settings.auth == "jwt":
             client = await stack.enter_async_context(httpx.AsyncClient(follow_redirects=False))
-            grants = MemoryGrantRegistry(documents(settings, store))
             state.authenticator = Authenticator(
                 caller=_caller_verifier(settings, client),
                 uploads=upload_tokens(settings, grants),
@@ -142,6 +142,33 @@ async def open_security(settings: Settings, store: UploadStore, state: AuthState
         finally:
             state.ready = False
             tg.cancel_scope.cancel()
+
+
+async def _coordination(
+    settings: Settings, store: UploadStore, state: AuthState, stack: contextlib.AsyncExitStack
+) -> GrantRegistry:
+    """In-process grants (written through to the store's documents), or, with RELAYPACS_REDIS_URL, grants,
+    rate buckets and slots in Redis so every replica sees the same ones."""
+    if not settings.redis_url:
+        return MemoryGrantRegistry(documents(settings, store))
+    import redis.asyncio as aioredis
+
+    from .coordination.redis import RedisConcurrencyLimiter, RedisGrantRegistry, RedisRateLimiter
+
+    client = aioredis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    stack.push_async_callback(client.aclose)
+    await client.ping()  # fail at start-up, not at the first upload
+    state.limiter = RedisRateLimiter(client)
+    state.slots = RedisConcurrencyLimiter(client)
+    log.info("coordination.redis", url=settings.redis_url.split("@")[-1])
+    return RedisGrantRegistry(client)
+
+
+@contextlib.asynccontextmanager
+async def open_grants(settings: Settings, store: UploadStore) -> AsyncIterator[GrantRegistry]:
+    """The grant registry alone (for ``relaypacs-tus token --upload``): the one the server uses."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield await _coordination(settings, store, new_state(), stack)
 
 
 def _caller_verifier(settings: Settings, client: httpx.AsyncClient) -> CallerVerifier:

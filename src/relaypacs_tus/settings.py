@@ -321,6 +321,10 @@ class Settings:
         default=1000,
         metadata=_opt("RELAYPACS_MAX_CONNECTIONS", _int, "open connections before 503; 0 = no cap"),
     )
+    redis_url: str = field(
+        default="",
+        metadata=_opt("RELAYPACS_REDIS_URL", str, "Redis for tokens/limits shared by replicas; empty = in-process"),
+    )
     tls_cert: str = field(
         default="", metadata=_opt("RELAYPACS_TLS_CERT", str, "PEM certificate (chain): serve HTTPS")
     )
@@ -445,6 +449,10 @@ class Settings:
         _check(
             self.max_header_size >= 4096, "RELAYPACS_MAX_HEADER_SIZE", self.max_header_size, "must be >= 4KiB"
         )
+        _check(
+            not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "RELAYPACS_REDIS_URL", self.redis_url.split("@")[-1], "must be a redis://, rediss:// or unix:// URL",
+        )  # fmt: skip
         _check(self.max_connections >= 0, "RELAYPACS_MAX_CONNECTIONS", self.max_connections, "must be >= 0")
         _check(
             bool(self.tls_cert) == bool(self.tls_key),

@@ -25,13 +25,12 @@ import contextlib
 import datetime as dt
 import hashlib
 import io
+import mmap
 import os
 import re
 import struct
 import tempfile
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -177,19 +176,19 @@ def _jpeg_pixel_module(ds: Dataset, info: JpegInfo) -> None:
     ds.LossyImageCompressionMethod = "ISO_10918_1"
 
 
-def _write_encapsulated(w: BinaryIO, src: Path, end: int) -> None:
-    """(7FE0,0010) OB, undefined length: empty Basic Offset Table item, one fragment, delimiter (A.4)."""
+def _write_encapsulated(w: _HashingWriter, src: Path, end: int) -> None:
+    """(7FE0,0010) OB, undefined length: empty Basic Offset Table item, one fragment, delimiter (A.4).
+    The codestream is written and hashed straight from a read-only map of the source (no copies)."""
     w.write(struct.pack("<HH2sHL", 0x7FE0, 0x0010, b"OB", 0, 0xFFFFFFFF))
     w.write(struct.pack("<HHL", 0xFFFE, 0xE000, 0))
     w.write(struct.pack("<HHL", 0xFFFE, 0xE000, end + (end & 1)))  # fragments have even length
     with open(src, "rb") as fp:
-        left = end
-        while left:
-            block = fp.read(min(_COPY_BLOCK, left))
-            if not block:
-                raise DicomRejected(E.CORRUPT_IMAGE, "the JPEG file changed while it was being wrapped")
-            w.write(block)
-            left -= len(block)
+        if os.fstat(fp.fileno()).st_size < end:
+            raise DicomRejected(E.CORRUPT_IMAGE, "the JPEG file changed while it was being wrapped")
+        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as mm, memoryview(mm) as view:
+            for start in range(0, end, _COPY_BLOCK):
+                with view[start : min(end, start + _COPY_BLOCK)] as block:
+                    w.write(block)
     if end & 1:
         w.write(b"\0")
     w.write(struct.pack("<HHL", 0xFFFE, 0xE0DD, 0))
@@ -259,7 +258,7 @@ def _base_dataset(p: PatientStudy, place: SeriesPlacement, uid: str, taken: dt.d
     return ds
 
 
-def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[BinaryIO], None]) -> InstanceInfo:
+def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[_HashingWriter], None]) -> InstanceInfo:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -271,14 +270,11 @@ def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[BinaryIO], N
     try:
         with os.fdopen(fd, "wb") as raw:
             hashing = _HashingWriter(raw)
-            try:
-                hashing.write(header.getbuffer())
-                write_pixels(hashing)  # type: ignore[arg-type]
-                raw.flush()
-                os.fsync(raw.fileno())  # durable before the rename makes it visible
-                digest = hashing.hexdigest()
-            finally:
-                hashing.close()
+            hashing.write(header.getbuffer())
+            write_pixels(hashing)
+            raw.flush()
+            os.fsync(raw.fileno())  # durable before the rename makes it visible
+            digest = hashing.hexdigest()
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -296,34 +292,18 @@ def _write(out: Path, ds: Dataset, ts: UID, write_pixels: Callable[[BinaryIO], N
 
 
 class _HashingWriter:
-    """Writes through to a file while a second thread hashes what was written (hashlib releases the
-    GIL), so hashing overlaps the copy and the file is never read back. At most one block waits to be
-    hashed, so memory stays bounded whatever the file size."""
-
-    _MAX_PENDING = 1
+    """Writes through to a file and hashes the same bytes, so the written file is never read back."""
 
     def __init__(self, fp: BinaryIO) -> None:
         self._fp = fp
         self._digest = hashlib.sha256()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sc-hash")
-        self._pending: deque[Future[None]] = deque()
         self.size = 0
 
     def write(self, data: bytes | memoryview) -> int:
-        block = bytes(data)  # the caller may reuse its buffer
-        self._fp.write(block)
-        while len(self._pending) >= self._MAX_PENDING:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._digest.update, block))
-        self.size += len(block)
-        return len(block)
+        self._fp.write(data)
+        self._digest.update(data)
+        self.size += len(data)
+        return len(data)
 
     def hexdigest(self) -> str:
-        """Wait for the hashing thread, stop it and return the digest."""
-        self.close()
         return self._digest.hexdigest()
-
-    def close(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-        self._pool.shutdown(wait=True)

@@ -333,3 +333,16 @@ async def test_unfinished_final_upload_expires(make_engine: Callable[..., Engine
     assert expired == {part.id, final.id}
     with pytest.raises(errors.UploadGone):
         await engine.get(final.id)
+
+
+@pytest.mark.parametrize("bad_id", ["../../etc", "UPPERCASE" * 4, "taken"])
+async def test_pre_create_id_that_cannot_be_used_is_a_500(
+    make_engine: Callable[..., Engine], bad_id: str
+) -> None:
+    engine = make_engine(Recorder())
+    taken = (await engine.create(creation(), REQ)).info.id
+    change = HookResponse(change_id=taken if bad_id == "taken" else bad_id)
+    engine.hooks = Recorder({HookType.PRE_CREATE: lambda e: change})
+    with pytest.raises(errors.HookFailed):
+        await engine.create(creation(), REQ)
+    assert [i async for i in engine.store.list_ids()] == [taken]

@@ -85,6 +85,8 @@ class Engine:
             self._check_max_size(info.size, info.max_size)
         answer = await self._hook(HookType.PRE_CREATE, info, request, principal)
         self._apply_pre_create(info, answer)
+        if answer.change_id is not None and await self._exists(info.id):
+            raise errors.HookFailed("a pre-create hook chose an upload id that is already taken")
         await self.store.create(info)
         log.info(
             "upload.created", upload_id=info.id, size=info.size, partial=info.is_partial, final=info.is_final
@@ -155,8 +157,15 @@ class Engine:
             info.metadata_header = format_metadata(info.metadata)
         if answer.change_id is not None:
             if not UPLOAD_ID.fullmatch(answer.change_id):
-                raise errors.TusError("a pre-create hook returned an id this server cannot store")
+                raise errors.HookFailed("a pre-create hook returned an id this server cannot store")
             info.id = answer.change_id
+
+    async def _exists(self, upload_id: str) -> bool:
+        try:
+            await self.store.get(upload_id)
+        except errors.UploadNotFound:
+            return False
+        return True
 
     # -- append ----------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import { createRoot } from 'react-dom/client'
 import { App } from './app/App'
 import { ServicesContext, type Services } from './app/services'
 import { loadTrackedUploads } from './db/queries'
-import { fetchConfig } from './services/api'
+import { fetchConfig, type AppConfig } from './services/api'
 import { StatusPoller } from './services/status'
 import { getToken } from './services/token'
 import { Tracker } from './services/tracker'
@@ -27,7 +27,7 @@ function Root({ services }: { services: Services }) {
 
 async function boot(): Promise<void> {
   // Offline, the config cannot be fetched: the same-origin default is right for a standard install.
-  const config = await fetchConfig().catch(() => ({ tusEndpoint: '/files/' }))
+  const config: AppConfig = await fetchConfig().catch(() => ({ tusEndpoint: '/files/', authRequired: null }))
   const tracker = new Tracker()
   // Files the server received before a reload, whose pipeline result is not known yet.
   for (const row of await loadTrackedUploads().catch(() => [])) {
@@ -40,7 +40,7 @@ async function boot(): Promise<void> {
   if (!root) throw new Error('#root is missing from index.html')
   createRoot(root).render(
     <StrictMode>
-      <Root services={{ uppy, tracker, poller }} />
+      <Root services={{ uppy, tracker, poller, config }} />
     </StrictMode>,
   )
 }

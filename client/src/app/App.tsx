@@ -33,13 +33,16 @@ function usePage(): [Page, (p: Page) => void] {
 }
 
 export function App({ updateReady }: { updateReady: boolean }) {
-  const { uppy, tracker } = useServices()
+  const { uppy, tracker, config } = useServices()
   const online = useOnline()
   const [page, go] = usePage()
   const entries = useSyncExternalStore(tracker.subscribe, tracker.getSnapshot)
-  // A refused token stays while restored files still need it to finish (the server decides).
-  const keepToken = useCallback(() => uppy.getFiles().some((f) => f.progress.uploadStarted), [uppy])
-  const token = useToken(keepToken)
+  // A refused token stays while files still need it: to finish after a reload, or to read their status.
+  const keepToken = useCallback(
+    () => uppy.getFiles().some((f) => f.progress.uploadStarted) || tracker.all().some((e) => !isFinished(e)),
+    [uppy, tracker],
+  )
+  const token = useToken(keepToken, config.authRequired)
   const info = token.state.kind === 'active' ? token.state.info : null
   const form = useForm(info?.binding ?? null)
   const { reset: resetForm } = form

@@ -1,4 +1,5 @@
 import { createContext, useContext } from 'react'
+import type { AppConfig } from '../services/api'
 import type { StatusPoller } from '../services/status'
 import type { Tracker } from '../services/tracker'
 import type { RelayUppy } from '../services/uploader'
@@ -7,6 +8,7 @@ export interface Services {
   uppy: RelayUppy
   tracker: Tracker
   poller: StatusPoller
+  config: AppConfig
 }
 
 export const ServicesContext = createContext<Services | null>(null)

@@ -21,9 +21,12 @@ export type TokenState =
 
 export const USED_UP_MESSAGE = 'This upload link has already been used. Ask for a new link to send more.'
 
-async function check(token: string | null): Promise<TokenState> {
+async function check(token: string | null, authRequired: boolean | null): Promise<TokenState> {
   try {
-    if (!token) return (await probeTokenRequired()) ? { kind: 'needed' } : { kind: 'open' }
+    if (!token) {
+      const required = authRequired ?? (await probeTokenRequired())
+      return required ? { kind: 'needed' } : { kind: 'open' }
+    }
     const info = await fetchTokenInfo(token)
     if (info.remaining_uploads !== null && info.remaining_uploads <= 0) {
       return { kind: 'used' }
@@ -47,15 +50,15 @@ export interface TokenControl {
   refresh: () => Promise<void>
 }
 
-export function useToken(keepWhileRefused: () => boolean): TokenControl {
+export function useToken(keepWhileRefused: () => boolean, authRequired: boolean | null): TokenControl {
   const [state, setState] = useState<TokenState>({ kind: 'checking' })
 
   const refresh = useCallback(async () => {
-    const next = await check(getToken())
+    const next = await check(getToken(), authRequired)
     // A refused token is dropped, unless files restored after a reload still need it to finish.
     if (next.kind === 'invalid' && !keepWhileRefused()) clearToken()
     setState(next)
-  }, [keepWhileRefused])
+  }, [keepWhileRefused, authRequired])
 
   useEffect(() => {
     takeTokenFromLocation()
@@ -79,11 +82,11 @@ export function useToken(keepWhileRefused: () => boolean): TokenControl {
     }
     setToken(token)
     setState({ kind: 'checking' })
-    const next = await check(token)
+    const next = await check(token, authRequired)
     if (next.kind === 'invalid') clearToken()
     setState(next)
     return next
-  }, [])
+  }, [authRequired])
 
   const forget = useCallback(() => {
     clearToken()

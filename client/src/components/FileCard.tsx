@@ -11,7 +11,7 @@ export interface FileCardActions {
 function kindLabel(entry: Entry): string {
   const kind = entry.status?.kind
   if (kind === 'jpeg' || kind === 'png' || entry.filetype.startsWith('image/')) return 'Photo'
-  if (kind === 'dicom') return 'DICOM'
+  if (kind === 'dicom' || entry.filetype === 'application/dicom' || /\.dcm$/i.test(entry.name)) return 'DICOM'
   return 'File'
 }
 

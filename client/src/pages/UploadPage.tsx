@@ -2,6 +2,7 @@ import Dashboard from '@uppy/react/dashboard'
 import { useUppyState } from '@uppy/react'
 import { useEffect, useMemo, useRef, useState } from 'react'
 import { useServices } from '../app/services'
+import { prepareFile } from '../services/uploader'
 import { uploadBlocker, type TokenControl } from '../app/useToken'
 import type { FormControl } from '../app/useForm'
 import { Banner } from '../components/Banner'
@@ -78,7 +79,7 @@ export function UploadPage({ form, token, onStarted, onDiscard }: UploadPageProp
     }
     setProblem(null)
     const meta = toUploadMetadata(form.values, newId())
-    for (const file of waiting) uppy.setFileMeta(file.id, { ...file.meta, ...meta })
+    for (const file of waiting) prepareFile(uppy, file, meta)
     if (uppy.getState().recoveredState) uppy.emit('restore-confirmed')
     else void uppy.upload().catch(() => undefined) // failures arrive as upload-error events
     onStarted()

@@ -24,6 +24,8 @@ export class ApiError extends Error {
 
 export interface AppConfig {
   tusEndpoint: string
+  /** Whether uploads need a bearer token; null when the server could not be asked (offline). */
+  authRequired: boolean | null
 }
 
 export interface TokenInfo {
@@ -102,8 +104,8 @@ export async function readError(response: Response, fallback: string): Promise<A
 export async function fetchConfig(): Promise<AppConfig> {
   const response = await request('/app-config.json', null, 4000)
   if (!response.ok) throw await readError(response, 'The app configuration could not be loaded.')
-  const body = (await response.json()) as { tus_endpoint?: string }
-  return { tusEndpoint: body.tus_endpoint || '/files/' }
+  const body = (await response.json()) as { tus_endpoint?: string; auth_required?: boolean }
+  return { tusEndpoint: body.tus_endpoint || '/files/', authRequired: body.auth_required ?? null }
 }
 
 /** What the upload token allows and which patient/study it is bound to. */

@@ -18,6 +18,8 @@ export const CHUNK_SIZE = 5 * 1024 * 1024
 /** Backoff between retries of one request (tus-js-client); while offline it waits for 'online' instead. */
 export const RETRY_DELAYS = [0, 1000, 3000, 5000, 10_000, 20_000, 30_000, 60_000]
 export const RESTORE_TTL_MS = 24 * 60 * 60 * 1000
+const KEEP_MAX_FILE = 4 * 1024 ** 3
+const KEEP_MAX_TOTAL = 16 * 1024 ** 3
 
 /** Photos the pipeline can turn into DICOM; other image formats are refused before upload. */
 const PHOTO_TYPES = new Set(['image/jpeg', 'image/png'])
@@ -79,7 +81,7 @@ export function createUploader({ endpoint, token, tracker }: UploaderOptions): R
       const t = token()
       return t ? { Authorization: `Bearer ${t}` } : {}
     },
-    allowedMetaFields: [...METADATA_KEYS],
+    allowedMetaFields: ['filename', 'filetype'], // and per file, what prepareFile() set
     // tus-js-client would keep tus::<fingerprint> keys with the metadata (PHI) in localStorage. Golden
     // Retriever already keeps each file's upload URL, which is all a resume needs.
     storeFingerprintForResuming: false,
@@ -90,7 +92,12 @@ export function createUploader({ endpoint, token, tracker }: UploaderOptions): R
       return next(err)
     },
   })
-  uppy.use(GoldenRetriever, { expires: RESTORE_TTL_MS })
+  uppy.use(GoldenRetriever, {
+    expires: RESTORE_TTL_MS,
+    // Golden Retriever keeps no blob over 10 MiB by default, and a restored file without its blob
+    // cannot resume. DICOM files are often bigger; the browser's storage quota is the real limit.
+    indexedDB: { maxFileSize: KEEP_MAX_FILE, maxTotalSize: KEEP_MAX_TOTAL } as { name?: string },
+  })
   wire(uppy, tracker)
   return uppy
 }
@@ -142,14 +149,18 @@ function wire(uppy: RelayUppy, tracker: Tracker): void {
     const xhr = (response?.body as { xhr?: XMLHttpRequest } | undefined)?.xhr
     const status = response?.status ?? 0
     const reason = reasonFromResponse(xhr)
-    if (status === 401 || status === 403) {
+    if (file.isGhost || file.data == null) {
+      const why = 'This file was not kept on this device while the page was closed. Discard it and add it again.'
+      tracker.upsert(file.id, { ...entryBase(file), phase: 'upload-error', error: why })
+    } else if (status === 401 || status === 403) {
       tracker.upsert(file.id, { ...entryBase(file), phase: 'refused', error: reason || 'The upload token was refused.' })
     } else if (isRefusal(status)) {
       tracker.upsert(file.id, { ...entryBase(file), phase: 'refused', error: reason || `The server refused the file (${status}).` })
     } else {
       const why = status ? `The server answered ${status}${reason ? `: ${reason}` : ''}.` : 'The network connection was lost.'
       tracker.upsert(file.id, { ...entryBase(file), phase: 'upload-error', error: `${why} Press Retry to continue.` })
-      void error
+      // For support: tus-js-client's message names the request and the response code (no metadata).
+      console.warn('upload stopped:', error?.message)
     }
   })
   uppy.on('upload-success', (file, response) => {
@@ -173,6 +184,16 @@ function wire(uppy: RelayUppy, tracker: Tracker): void {
   uppy.on('cancel-all', () => {
     for (const entry of tracker.all()) if (entry.phase !== 'uploaded') tracker.remove(entry.localId)
   })
+}
+
+/**
+ * Give a file its Upload-Metadata. Only keys with a value are sent: Uppy would send a listed key that
+ * a file lacks as the string "undefined". Kept per file (file.tus), so a restored upload sends the same.
+ */
+export function prepareFile(uppy: RelayUppy, file: RelayFile, meta: UploadMetadata): void {
+  uppy.setFileMeta(file.id, { ...file.meta, ...meta })
+  const keys = METADATA_KEYS.filter((k) => (k in meta && meta[k]) || k === 'filename' || k === 'filetype')
+  uppy.setFileState(file.id, { tus: { ...file.tus, allowedMetaFields: [...keys] } })
 }
 
 /** Files picked or uploading (the Dashboard's list), and whether an upload is under way. */

@@ -8,7 +8,8 @@
 * Security headers on every answer: a Content-Security-Policy that allows only this origin (no inline
   script; images also from ``blob:``/``data:`` for Uppy's thumbnails), ``X-Content-Type-Options: nosniff``,
   ``Referrer-Policy: no-referrer`` (an upload link's URL never leaves the page), no framing.
-* ``GET /app-config.json``: what the app needs to know about this server (the tus endpoint path).
+* ``GET /app-config.json``: what the app needs to know about this server: the tus endpoint path and
+  whether uploads need a bearer token (so it can ask for an upload link before anything is sent).
 
 When the app has not been built, the server still starts; it logs ``pwa.not_built`` once and answers
 ``/`` with a 404 that says how to build it.
@@ -141,6 +142,7 @@ def pwa_routes(
     web_dir: Path | None,
     *,
     tus_endpoint: str,
+    auth_required: bool,
     csp: str = CONTENT_SECURITY_POLICY,
     api_prefixes: Sequence[str] = DEFAULT_API_PREFIXES,
 ) -> list[BaseRoute]:
@@ -159,7 +161,8 @@ def pwa_routes(
     files = PwaFiles(root, prefixes, csp)
 
     async def app_config(request: Request) -> Response:
-        return JSONResponse({"tus_endpoint": tus_endpoint}, headers=files.headers_for(NO_CACHE))
+        body = {"tus_endpoint": tus_endpoint, "auth_required": auth_required}
+        return JSONResponse(body, headers=files.headers_for(NO_CACHE))
 
     return [
         Route("/app-config.json", app_config, methods=["GET"], name="pwa_config"),

@@ -219,4 +219,3 @@ class LocalStore:
 
     async def delete_document(self, key: str) -> None:
         await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
-

@@ -8,6 +8,7 @@ import socket
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,7 +26,7 @@ from tests.security.support import (
     jwt_env,
     patch,
     wait_until,
-)  # fmt: skip
+)
 
 
 def test_auth_off_needs_no_token(relay_server) -> None:
@@ -43,10 +44,14 @@ def test_cors_preflight_and_public_routes_need_no_token(relay_server) -> None:
     server = relay_server(env=jwt_env(RELAYPACS_CORS_ORIGINS="https://pwa.example.test")).start()
     origin = {"Origin": "https://pwa.example.test"}
     with client() as http:
-        preflight = http.options(server.files_url, headers={
-            **origin, "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,tus-resumable,upload-length,upload-metadata",
-        })  # fmt: skip
+        preflight = http.options(
+            server.files_url,
+            headers={
+                **origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,tus-resumable,upload-length,upload-metadata",
+            },
+        )
         assert preflight.status_code == 200
         assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
         refused = http.post(server.files_url, headers={**TUS, **origin, "Upload-Length": "5"})
@@ -62,12 +67,13 @@ def test_cors_preflight_and_public_routes_need_no_token(relay_server) -> None:
             assert response.headers["Referrer-Policy"] == "no-referrer"
             assert "default-src" in response.headers["Content-Security-Policy"]
         discovery = http.options(server.files_url, headers=TUS)
-        assert discovery.status_code == 204 and "creation" in discovery.headers["Tus-Extension"]
+        assert discovery.status_code == 204
+        assert "creation" in discovery.headers["Tus-Extension"]
         assert "Strict-Transport-Security" not in discovery.headers  # plain HTTP: HSTS would be meaningless
 
 
 class _Jwks(BaseHTTPRequestHandler):
-    document: dict = {"keys": []}
+    document: ClassVar[dict] = {"keys": []}
     fetches = 0
 
     def do_GET(self) -> None:
@@ -149,16 +155,23 @@ def _self_signed(tmp_path) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
         .not_valid_after(now + timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -179,12 +192,16 @@ def test_https_is_served_with_hsts(relay_server, tmp_path) -> None:
 
 def test_bad_auth_settings_stop_start_up(tmp_path) -> None:
     done = cli("serve", env={"RELAYPACS_AUTH": "maybe", "RELAYPACS_DATA_DIR": str(tmp_path)})
-    assert done.returncode == 2 and "RELAYPACS_AUTH" in done.stderr
+    assert done.returncode == 2
+    assert "RELAYPACS_AUTH" in done.stderr
     secret = "too-short-secret"
     done = cli("serve", env={"RELAYPACS_AUTH_SECRET": secret, "RELAYPACS_DATA_DIR": str(tmp_path)})
-    assert done.returncode == 2 and "RELAYPACS_AUTH_SECRET" in done.stderr and secret not in done.stderr
+    assert done.returncode == 2
+    assert "RELAYPACS_AUTH_SECRET" in done.stderr
+    assert secret not in done.stderr
     done = cli("serve", env={"RELAYPACS_LIMIT_CREATES": "lots", "RELAYPACS_DATA_DIR": str(tmp_path)})
-    assert done.returncode == 2 and "RELAYPACS_LIMIT_CREATES" in done.stderr
+    assert done.returncode == 2
+    assert "RELAYPACS_LIMIT_CREATES" in done.stderr
 
 
 def test_generated_keys_are_private(relay_server) -> None:

@@ -22,8 +22,16 @@ def test_grants_are_atomic_and_expire(redis_server) -> None:
         async with aioredis.from_url(redis_server.url) as r:
             grants = RedisGrantRegistry(r)
             now = time.time()
-            await grants.create(Grant("grant-aaaa", max_uses=3, consume_until=now + 60, keep_until=now + 120,
-                                      max_total_bytes=100, payload={"binding": {"patient_id": "P"}}))  # fmt: skip
+            await grants.create(
+                Grant(
+                    "grant-aaaa",
+                    max_uses=3,
+                    consume_until=now + 60,
+                    keep_until=now + 120,
+                    max_total_bytes=100,
+                    payload={"binding": {"patient_id": "P"}},
+                )
+            )
             with pytest.raises(ValueError, match="exists"):
                 await grants.create(Grant("grant-aaaa", max_uses=1, consume_until=now, keep_until=now + 1))
             results: list[str] = []
@@ -64,7 +72,8 @@ def test_rate_buckets_and_slots(redis_server) -> None:
         async with aioredis.from_url(redis_server.url) as r:
             rates, slots = RedisRateLimiter(r), RedisConcurrencyLimiter(r)
             waits = [await rates.hit("k", 1, rate=1.0, burst=3) for _ in range(4)]
-            assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] > 0
+            assert waits[:3] == [0.0, 0.0, 0.0]
+            assert waits[3] > 0
             assert await rates.debit("d", 10, rate=1.0, burst=4) > 5  # 6 tokens of debt: ~6 s
             assert await rates.hit("d", 0, rate=1.0, burst=4) > 5  # still in debt
             assert [await slots.acquire("s", 2) for _ in range(3)] == [True, True, False]
@@ -76,8 +85,11 @@ def test_rate_buckets_and_slots(redis_server) -> None:
 
 def test_two_replicas_share_tokens_and_limits(relay_server, redis_server) -> None:
     redis_server.flush()
-    shared = jwt_env(RELAYPACS_REDIS_URL=redis_server.url, RELAYPACS_LIMIT_CREATES="4/min",
-                     RELAYPACS_UPLOAD_TOKEN_KEY="a-shared-upload-token-key-of-32-bytes!")  # fmt: skip
+    shared = jwt_env(
+        RELAYPACS_REDIS_URL=redis_server.url,
+        RELAYPACS_LIMIT_CREATES="4/min",
+        RELAYPACS_UPLOAD_TOKEN_KEY="a-shared-upload-token-key-of-32-bytes!",
+    )
     a = relay_server(env=shared).start()
     b = relay_server(env=shared).start()
     with client() as http:

@@ -18,7 +18,7 @@ from tests.security.support import (
     jwt_env,
     patch,
     wait_until,
-)  # fmt: skip
+)
 
 
 def _parse_time(text: str) -> float:
@@ -43,11 +43,17 @@ def test_issue_refuses_bad_requests(relay_server) -> None:
     server = relay_server(env=jwt_env(RELAYPACS_UPLOAD_TOKEN_MAX_TTL="3600")).start()
     caller = {"Authorization": f"Bearer {caller_token()}"}
     bad = [
-        {"ttl_seconds": 3601}, {"max_uploads": 0}, {"max_uploads": "1"}, {"surprise": 1},
-        {"binding": {"patient_sex": "X"}}, {"binding": {"favourite_colour": "blue"}},
-        {"binding": {"patient_birth_date": "1970-01-01"}}, {"destinations": ["../etc"]},
-        {"max_bytes_per_upload": -5}, {"binding": {"patient_name": "line\nbreak"}},
-    ]  # fmt: skip
+        {"ttl_seconds": 3601},
+        {"max_uploads": 0},
+        {"max_uploads": "1"},
+        {"surprise": 1},
+        {"binding": {"patient_sex": "X"}},
+        {"binding": {"favourite_colour": "blue"}},
+        {"binding": {"patient_birth_date": "1970-01-01"}},
+        {"destinations": ["../etc"]},
+        {"max_bytes_per_upload": -5},
+        {"binding": {"patient_name": "line\nbreak"}},
+    ]
     with client() as http:
         for body in bad:
             response = http.post(server.base_url + "/auth/upload-tokens", json=body, headers=caller)
@@ -63,8 +69,15 @@ def test_current_token_describes_itself(relay_server) -> None:
     server = relay_server(env=jwt_env()).start()
     binding = {"patient_id": "P-1", "study_instance_uid": "1.2.840.99.1"}
     with client() as http:
-        answer = issue(http, server, caller_token(), max_uploads=2, max_bytes_per_upload=5000, binding=binding,
-                       destinations=["orthanc"])  # fmt: skip
+        answer = issue(
+            http,
+            server,
+            caller_token(),
+            max_uploads=2,
+            max_bytes_per_upload=5000,
+            binding=binding,
+            destinations=["orthanc"],
+        )
         link = answer["token"]
         current = http.get(server.base_url + "/auth/upload-tokens/current", headers=bearer(link)).json()
         assert current["token_id"] == answer["token_id"]
@@ -134,4 +147,5 @@ def test_cli_mints_tokens_the_server_accepts(relay_server) -> None:
         assert create(http, server, link, length=101).status_code == 413
         assert [create(http, server, link, length=50).status_code for _ in range(3)] == [201, 201, 401]
     bad = cli("token", "--upload", "--binding", '{"patient_sex": "?"}', env=settings)
-    assert bad.returncode == 2 and "patient_sex" in bad.stderr
+    assert bad.returncode == 2
+    assert "patient_sex" in bad.stderr

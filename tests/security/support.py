@@ -32,9 +32,12 @@ PATIENT_ID = "PID-7731-QXZ"
 def jwt_env(**extra: str) -> dict[str, str]:
     """Settings for a server with JWT auth on, a known HS256 secret and our test issuer."""
     return {
-        "RELAYPACS_AUTH": "jwt", "RELAYPACS_AUTH_SECRET": SECRET, "RELAYPACS_AUTH_ISSUER": ISSUER,
-        "RELAYPACS_AUTH_LEEWAY": "5", **extra,
-    }  # fmt: skip
+        "RELAYPACS_AUTH": "jwt",
+        "RELAYPACS_AUTH_SECRET": SECRET,
+        "RELAYPACS_AUTH_ISSUER": ISSUER,
+        "RELAYPACS_AUTH_LEEWAY": "5",
+        **extra,
+    }
 
 
 def caller_token(
@@ -96,9 +99,14 @@ def client() -> httpx.Client:
 
 
 def create(
-    http: httpx.Client, server: RelayServer, token: str | None, *, length: int | None = 10,
-    metadata: str | None = None, extra: dict[str, str] | None = None,
-) -> httpx.Response:  # fmt: skip
+    http: httpx.Client,
+    server: RelayServer,
+    token: str | None,
+    *,
+    length: int | None = 10,
+    metadata: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> httpx.Response:
     headers = bearer(token) if token else dict(TUS)
     if length is None:
         headers["Upload-Defer-Length"] = "1"
@@ -161,9 +169,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "relaypacs_tus", *args], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "relaypacs_tus", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def assert_401(response: httpx.Response, *, code: str | None = None) -> None:
@@ -174,8 +185,10 @@ def assert_401(response: httpx.Response, *, code: str | None = None) -> None:
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     if response.request.method != "HEAD":
         body = response.json()
-        assert body["error"] == "invalid_token" and body["message"]
-        assert "Traceback" not in response.text and 'File "' not in response.text
+        assert body["error"] == "invalid_token"
+        assert body["message"]
+        assert "Traceback" not in response.text
+        assert 'File "' not in response.text
     if code is not None:
         assert f'error_description="{code}"' in response.headers["WWW-Authenticate"]
 

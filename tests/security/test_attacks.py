@@ -26,7 +26,7 @@ from .support import (
     issue,
     jwt_env,
     patch,
-)  # fmt: skip
+)
 
 
 def test_no_token_is_refused_on_every_protected_route(jwt_server) -> None:
@@ -36,17 +36,24 @@ def test_no_token_is_refused_on_every_protected_route(jwt_server) -> None:
         attempts = [
             http.post(jwt_server.files_url, headers={**TUS, "Upload-Length": "5"}),
             http.head(good, headers=TUS),
-            http.patch(good, headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
-                       content=b"x"),
+            http.patch(
+                good,
+                headers={**TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+                content=b"x",
+            ),
             http.delete(good, headers=TUS),
             http.get(f"{jwt_server.base_url}/uploads/{upload_id}/status"),
             http.get(f"{jwt_server.base_url}/batches/b1/status"),
             http.post(jwt_server.base_url + "/auth/upload-tokens", json={}),
             http.get(jwt_server.base_url + "/auth/upload-tokens/current"),
-            http.post(jwt_server.files_url, headers={**TUS, "Upload-Length": "5", "Authorization": "Basic YTpi"}),
+            http.post(
+                jwt_server.files_url, headers={**TUS, "Upload-Length": "5", "Authorization": "Basic YTpi"}
+            ),
             http.post(jwt_server.files_url, headers={**TUS, "Upload-Length": "5", "Authorization": "Bearer"}),
-            http.post(jwt_server.files_url, headers={**TUS, "Upload-Length": "5", "Authorization": "Bearer junk"}),
-        ]  # fmt: skip
+            http.post(
+                jwt_server.files_url, headers={**TUS, "Upload-Length": "5", "Authorization": "Bearer junk"}
+            ),
+        ]
         for response in attempts:
             assert_401(response)
         # X-HTTP-Method-Override cannot smuggle a PATCH past the check either.
@@ -145,7 +152,8 @@ def test_bad_signature_is_refused(jwt_server) -> None:
         header, payload, signature = caller_token(sub="alice").split(".")
         data = json.loads(base64.urlsafe_b64decode(payload + "=="))
         data["sub"] = "admin"
-        tampered = f"{header}.{base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b'=').decode()}.{signature}"
+        forged_payload = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+        tampered = f"{header}.{forged_payload}.{signature}"
         assert_401(create(http, jwt_server, tampered))
 
 
@@ -193,17 +201,25 @@ def test_cross_principal_access_gets_404(jwt_server) -> None:
             status = http.get(f"{jwt_server.base_url}/uploads/{upload_id}/status", headers=bearer(other))
             assert status.status_code == 404
         mine = http.head(url, headers=bearer(alice))
-        assert mine.status_code == 200 and mine.headers["Upload-Offset"] == "3"
+        assert mine.status_code == 200
+        assert mine.headers["Upload-Offset"] == "3"
         # The 404 for someone else's upload is the 404 for an upload that never existed.
         ghost = http.head(jwt_server.files_url + "0" * 32, headers=bearer(bob))
         assert ghost.status_code == 404
 
 
-@pytest.mark.parametrize("path", [
-    "..%2F..%2Fauth%2Fcaller.key", "%2e%2e%2f%2e%2e%2fauth%2fcaller.key", "....//....//etc/passwd",
-    "..%5C..%5Cauth%5Ccaller.key", "%00", "0123456789abcdef0123456789abcdef.info",
-    "0123456789abcdef0123456789abcdef%2F..%2F..%2Fauth%2Fupload-token.key",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "..%2F..%2Fauth%2Fcaller.key",
+        "%2e%2e%2f%2e%2e%2fauth%2fcaller.key",
+        "....//....//etc/passwd",
+        "..%5C..%5Cauth%5Ccaller.key",
+        "%00",
+        "0123456789abcdef0123456789abcdef.info",
+        "0123456789abcdef0123456789abcdef%2F..%2F..%2Fauth%2Fupload-token.key",
+    ],
+)
 def test_upload_id_traversal_finds_nothing(jwt_server, path) -> None:
     token = caller_token()
     with client() as http:
@@ -226,11 +242,14 @@ def test_crlf_in_metadata_cannot_inject_headers(jwt_server) -> None:
         assert response.status_code == 201
         head = http.head(response.headers["Location"], headers=bearer(token))
         assert head.headers["Upload-Metadata"] == f"filename {evil}"  # echoed as sent: base64, inert
-        assert "set-cookie" not in head.headers and "x-injected" not in head.headers
+        assert "set-cookie" not in head.headers
+        assert "x-injected" not in head.headers
     # A raw CR/LF inside the header itself is a malformed request: refused, and the server carries on.
     with socket.create_connection(("127.0.0.1", jwt_server.port), timeout=10) as raw:
-        raw.sendall(f"POST /files/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
-                    "Upload-Length: 5\r\nUpload-Metadata: filename YQ==\rX-Injected: 1\r\n\r\n".encode())  # fmt: skip
+        raw.sendall(
+            f"POST /files/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
+            "Upload-Length: 5\r\nUpload-Metadata: filename YQ==\rX-Injected: 1\r\n\r\n".encode()
+        )
         answer = raw.recv(4096).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 400"), answer[:200]
     with client() as http:
@@ -287,8 +306,14 @@ def test_forged_upload_token_without_a_server_record_is_refused(jwt_server) -> N
         assert_401(create(http, jwt_server, forged))
         # And an upload token cannot mint more upload tokens.
         link = issue(http, jwt_server, caller_token())["token"]
-        assert_401(http.post(jwt_server.base_url + "/auth/upload-tokens", json={},
-                             headers={"Authorization": f"Bearer {link}"}), code="wrong_kind")  # fmt: skip
+        assert_401(
+            http.post(
+                jwt_server.base_url + "/auth/upload-tokens",
+                json={},
+                headers={"Authorization": f"Bearer {link}"},
+            ),
+            code="wrong_kind",
+        )
         # A caller token signed with the upload-token key is not a caller token.
         assert_401(create(http, jwt_server, caller_token(key=key)))
 

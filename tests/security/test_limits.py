@@ -10,8 +10,16 @@ import threading
 import httpx
 
 from .support import (
-    assert_401, bearer, caller_token, client, create, issue, jwt_env, patch, wait_until,
-)  # fmt: skip
+    assert_401,
+    bearer,
+    caller_token,
+    client,
+    create,
+    issue,
+    jwt_env,
+    patch,
+    wait_until,
+)
 
 KIB = 1024
 
@@ -101,10 +109,13 @@ def _stalled_patch(port: int, path: str, token: str, declared: int, sent: bytes)
     """A PATCH that promises ``declared`` bytes, sends ``sent`` and then nothing (slow-loris)."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=30)
     raw.sendall(
-        (f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\nAuthorization: Bearer {token}\r\n"
-         f"Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {declared}\r\n\r\n"
-         ).encode() + sent
-    )  # fmt: skip
+        (
+            f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: Bearer {token}\r\nUpload-Offset: 0\r\n"
+            f"Content-Type: application/offset+octet-stream\r\nContent-Length: {declared}\r\n\r\n"
+        ).encode()
+        + sent
+    )
     return raw
 
 

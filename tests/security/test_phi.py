@@ -8,9 +8,19 @@ import base64
 import json
 
 from .support import (
-    PATIENT_ID, PATIENT_NAME, audit_text, bearer, caller_token, client, create, issue, jwt_env, meta, patch,
+    PATIENT_ID,
+    PATIENT_NAME,
+    audit_text,
+    bearer,
+    caller_token,
+    client,
+    create,
+    issue,
+    jwt_env,
+    meta,
+    patch,
     wait_until,
-)  # fmt: skip
+)
 
 
 def _phi_free(text: str, where: str) -> None:
@@ -20,10 +30,16 @@ def _phi_free(text: str, where: str) -> None:
 
 def test_no_phi_in_logs_audit_errors_or_tokens(relay_server) -> None:
     # The DICOM pipeline is on (no destinations): the upload is checked, logged about and rejected as
-    # not DICOM (its metadata claims a JPEG), which exercises the pipeline's logging and audit too. Debug level: the most the server ever says.
+    # not DICOM (its metadata claims a JPEG), which exercises the pipeline's logging and audit too.
+    # Debug level: the most the server ever says.
     server = relay_server(env=jwt_env(RELAYPACS_PIPELINE="on", RELAYPACS_LOG_LEVEL="debug")).start()
-    metadata = meta(filename=f"{PATIENT_NAME}_{PATIENT_ID}.jpg", patient_name=PATIENT_NAME, patient_id=PATIENT_ID,
-                    filetype="image/jpeg", accession_number="ACC-7731")  # fmt: skip
+    metadata = meta(
+        filename=f"{PATIENT_NAME}_{PATIENT_ID}.jpg",
+        patient_name=PATIENT_NAME,
+        patient_id=PATIENT_ID,
+        filetype="image/jpeg",
+        accession_number="ACC-7731",
+    )
     binding = {"patient_id": PATIENT_ID, "patient_name": PATIENT_NAME}
     body = b"not really an image " * 100
     bodies: list[str] = []

@@ -285,3 +285,35 @@ def test_deferred_length_smaller_than_offset_400(tus: TusHelper) -> None:
     assert tus.patch(url, 0, b"abcd").status_code == 204
     assert tus.patch(url, 4, b"", Upload_Length="2").status_code == 400
     assert tus.head(url).headers["Upload-Offset"] == "4"
+
+
+def test_repeated_header_lines(tus: TusHelper) -> None:
+    """Upload-Metadata lines combine as HTTP allows (RFC 9110 5.3); a number sent twice with different
+    values is refused, never guessed."""
+    combined = [
+        *TUS.items(),
+        ("Upload-Length", "4"),
+        ("Upload-Metadata", "a YQ=="),
+        ("Upload-Metadata", "b Yg=="),
+    ]
+    r = tus.http.post(tus.files_url, headers=combined)
+    assert r.status_code == 201
+    url = r.headers["Location"]
+    assert tus.head(url).headers["Upload-Metadata"] == "a YQ==,b Yg=="
+    same_key = [
+        *TUS.items(),
+        ("Upload-Length", "4"),
+        ("Upload-Metadata", "a YQ=="),
+        ("Upload-Metadata", "a Yg=="),
+    ]
+    assert tus.http.post(tus.files_url, headers=same_key).status_code == 400
+    twice = [*TUS.items(), ("Upload-Length", "4"), ("Upload-Length", "400")]
+    r = tus.http.post(tus.files_url, headers=twice)
+    assert r.status_code == 400
+    assert b"more than once" in r.content
+    agree = [*TUS.items(), ("Upload-Length", "4"), ("Upload-Length", "4")]
+    assert tus.http.post(tus.files_url, headers=agree).status_code == 201
+    before = tus.snapshot(url)
+    offsets = [*TUS.items(), ("Upload-Offset", "0"), ("Upload-Offset", "2"), ("Content-Type", OCTET)]
+    assert tus.http.patch(url, headers=offsets, content=b"ab").status_code == 400
+    tus.assert_unharmed(url, before)

@@ -103,7 +103,7 @@ class TusEndpoint:
             if handler is None:
                 raise errors.MethodNotAllowed(headers={"Allow": ", ".join(handlers)})
             if method != "OPTIONS":
-                headers.parse_tus_resumable(request.headers.get(spec.TUS_RESUMABLE))
+                headers.parse_tus_resumable(_single(request, spec.TUS_RESUMABLE))
             response = await handler(request)
         except errors.TusError as exc:
             response = self._error(exc, method)
@@ -162,16 +162,16 @@ class TusEndpoint:
 
     def _parse_creation(self, request: Request) -> Creation:
         h = request.headers
-        length = h.get(spec.UPLOAD_LENGTH)
-        defer = h.get(spec.UPLOAD_DEFER_LENGTH)
+        length = _single(request, spec.UPLOAD_LENGTH)
+        defer = _single(request, spec.UPLOAD_DEFER_LENGTH)
         creation = Creation(
             length=headers.parse_upload_length(length) if length is not None else None,
             deferred=headers.parse_defer_length(defer) if defer is not None else False,
-            metadata=headers.parse_metadata(h.get(spec.UPLOAD_METADATA, "")),
+            metadata=headers.parse_metadata(",".join(h.getlist(spec.UPLOAD_METADATA))),
             max_size=request.scope.get(UPLOAD_CAP_SCOPE_KEY),
             extra=dict(request.scope.get(UPLOAD_EXTRA_SCOPE_KEY) or {}),
         )
-        concat = h.get(spec.UPLOAD_CONCAT)
+        concat = _single(request, spec.UPLOAD_CONCAT)
         if concat is not None:
             parsed = headers.parse_concat(concat)
             creation.partial = parsed.is_partial
@@ -187,10 +187,10 @@ class TusEndpoint:
         h = request.headers
         if not headers.is_offset_octet_stream(h.get("content-type")):
             raise errors.InvalidContentType()
-        offset = h.get(spec.UPLOAD_OFFSET)
+        offset = _single(request, spec.UPLOAD_OFFSET)
         if offset is None:
             raise errors.InvalidOffset("Upload-Offset is required")
-        length = h.get(spec.UPLOAD_LENGTH)
+        length = _single(request, spec.UPLOAD_LENGTH)
         patch = Patch(
             offset=headers.parse_upload_offset(offset),
             body=_stream(request),
@@ -258,6 +258,15 @@ def _method(request: Request) -> str:
     return (override or request.method).strip().upper()
 
 
+def _single(request: Request, name: str) -> str | None:
+    """A header that may appear once. Repeated lines that disagree are refused rather than guessed at
+    (first or last?), which is how request smuggling between a proxy and a server starts."""
+    values = request.headers.getlist(name)
+    if len(set(values)) > 1:
+        raise errors.InvalidHeader(f"{name} was sent more than once with different values")
+    return values[0] if values else None
+
+
 def _principal(request: Request) -> str | None:
     value = request.scope.get(PRINCIPAL_SCOPE_KEY)
     return str(value) if value is not None else None
@@ -281,7 +290,7 @@ def _content_length(request: Request) -> int | None:
 
 
 def _checksum(request: Request) -> headers.Checksum | None:
-    value = request.headers.get(spec.UPLOAD_CHECKSUM)
+    value = _single(request, spec.UPLOAD_CHECKSUM)
     return headers.parse_checksum(value) if value is not None else None
 
 

@@ -49,7 +49,7 @@ def test_resumes_after_the_server_is_killed(relay: Relay, tmp_path: Path) -> Non
     source = make_file(tmp_path / "study.bin", size)
     tus = client.TusClient(relay.server.files_url, headers=relay.auth)
     up = PacedUploader(
-        str(source), client=tus, chunk_size=CHUNK, upload_checksum=True, retries=80, retry_delay=0.25,
+        str(source), client=tus, chunk_size=CHUNK, upload_checksum=True, retries=240, retry_delay=0.25,
         metadata={"filename": source.name},
     )  # fmt: skip
     up.pause = 0.15

@@ -55,8 +55,8 @@ function main() {
     parallelUploads: opts.parallel,
     metadata: opts.metadata,
     headers: opts.headers,
-    // Enough retries to ride out a server restart of a few seconds.
-    retryDelays: [0, 250, 500, 1000, 1000, 1000, 2000, 2000, 2000, 2000, 3000, 3000, 3000, 3000, 5000],
+    // Enough retries (about a minute) to ride out a server restart on a busy CI machine.
+    retryDelays: [0, 250, 500, 1000, 1000, 1000, 2000, 2000, 2000, 2000, 3000, 3000, 3000, 3000, 5000, 5000, 5000, 5000, 5000, 5000, 5000],
     removeFingerprintOnSuccess: true,
     onBeforeRequest: async (req) => {
       const method = req.getMethod()

@@ -210,3 +210,14 @@ def test_forwarded_address_is_believed_only_from_trusted_proxies(relay_server) -
     assert creates(behind_proxy, "203.0.113.8") == 201
     # Without one, a forged X-Forwarded-For does not buy a fresh bucket.
     assert [creates(exposed, f"203.0.113.{i}") for i in range(3)] == [201, 201, 429]
+
+
+def test_issuing_upload_links_is_rate_limited(relay_server) -> None:
+    server = relay_server(env=jwt_env(RELAYPACS_LIMIT_CREATES="3/min")).start()
+    caller = {"Authorization": f"Bearer {caller_token()}"}
+    with client() as http:
+        statuses = [
+            http.post(server.base_url + "/auth/upload-tokens", json={}, headers=caller).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [201, 201, 201, 429]

@@ -149,7 +149,9 @@ class AuthMiddleware:
     ) -> None:
         subject = identity.principal if identity else f"address:{address}"
         streaming = _method(scope) == "PATCH" or (route is Route.CREATE and _has_body(scope))
-        wait = await self._creation_wait(subject, address) if route is Route.CREATE else 0.0
+        # Issuing upload links counts like creating uploads: a stolen caller token cannot mint without end.
+        creates = route is Route.CREATE or (route is Route.ISSUE and _method(scope) == "POST")
+        wait = await self._creation_wait(subject, address) if creates else 0.0
         if not wait and streaming:
             wait = await self._bytes_debt(subject, address)
         if wait:

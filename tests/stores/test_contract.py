@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -129,6 +130,34 @@ async def test_interrupted_body_keeps_what_arrived(store: Any) -> None:
     await append(store, info.id, data[offset:])
     await finish(store, info.id)
     assert await read_all(store, info.id) == data
+
+
+async def test_cancelled_append_leaves_a_resumable_upload(spec: StoreSpec) -> None:
+    """The append's task is cancelled mid-body (shutdown): what is kept is consistent and resumable."""
+    data = pattern(16 * MiB, seed=4)
+    sent = anyio.Event()
+
+    async def hanging() -> AsyncIterator[bytes]:
+        for start in range(0, 9 * MiB, 256 * 1024):
+            yield data[start : start + 256 * 1024]
+        sent.set()
+        await anyio.sleep_forever()
+
+    async with open_store(spec) as store:
+        info = await created(store, len(data))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.append, info, hanging())
+            with anyio.fail_after(60):
+                await sent.wait()
+                while await stored_bytes(spec, info.id) < 5 * MiB:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    async with open_store(spec) as fresh:
+        offset = (await fresh.get(info.id)).offset
+        assert 0 <= offset <= 9 * MiB
+        await append(fresh, info.id, data[offset:])
+        await finish(fresh, info.id)
+        assert await read_all(fresh, info.id) == data
 
 
 async def test_resume_from_a_new_store_instance(spec: StoreSpec) -> None:

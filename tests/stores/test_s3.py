@@ -295,3 +295,22 @@ async def test_unreachable_store_is_unavailable_not_missing() -> None:
             await store.put_document("a", b"x")
         with pytest.raises(errors.StoreUnavailable):
             await read_all(store, uuid.uuid4().hex)
+
+
+async def test_listings_follow_every_page(s3: StoreSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    from relaypacs_tus.stores import s3 as s3_module
+    from relaypacs_tus.stores import s3_objects
+
+    monkeypatch.setattr(s3_objects, "PARTS_PER_PAGE", 2)
+    monkeypatch.setattr(s3_module, "KEYS_PER_PAGE", 2)
+    data = pattern(16 * MiB, seed=8)
+    async with open_store(s3) as store:
+        info = await created(store, len(data))
+        others = {(await created(store, 1)).id for _ in range(3)}
+        await append(store, info.id, data[: 15 * MiB + 10])
+        assert len(await part_numbers(s3, info.id)) == 3
+        assert (await store.get(info.id)).offset == 15 * MiB + 10
+        assert {i async for i in store.list_ids()} == {info.id, *others}
+        await append(store, info.id, data[15 * MiB + 10 :])
+        await finish(store, info.id)
+        assert await read_all(store, info.id) == data

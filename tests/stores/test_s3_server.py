@@ -138,11 +138,11 @@ def test_server_killed_mid_patch_resumes_byte_identical(
 
     server.start()
     offset = int(httpx.head(location, headers=TUS, timeout=10).headers["Upload-Offset"])
-    assert 20 * MiB <= offset <= 30 * MiB
+    assert 20 * MiB <= offset <= 30 * MiB, server.log_text()[-3000:]
     assert offset % (5 * MiB) == 0  # whole parts survived; the buffered part died with the process
     rest = httpx.patch(
         location, headers={**PATCH, "Upload-Offset": str(offset)}, content=data[offset:], timeout=120
     )
-    assert rest.status_code == 204, rest.text
+    assert rest.status_code == 204, f"{rest.status_code} {rest.text}\n{server.log_text()[-3000:]}"
     assert rest.headers["Upload-Offset"] == str(len(data))
     assert hashlib.sha256(object_bytes(s3_server, s3_bucket, key)).digest() == hashlib.sha256(data).digest()

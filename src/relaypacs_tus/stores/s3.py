@@ -36,6 +36,8 @@ log = structlog.get_logger("relaypacs_tus.stores.s3")
 
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 READ_BYTES = 1024 * 1024
+#: Keys asked for per ListObjectsV2 page (S3's maximum is 1000).
+KEYS_PER_PAGE = 1000
 DOCUMENTS = ".documents/"
 _MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
@@ -280,7 +282,11 @@ class S3Store:
 
     async def _keys(self, prefix: str, *, delimiter: str = "") -> AsyncIterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": prefix,
+            "PaginationConfig": {"PageSize": KEYS_PER_PAGE},
+        }
         if delimiter:
             kwargs["Delimiter"] = delimiter
         with translated("list_objects_v2"):

@@ -19,6 +19,8 @@ from .s3_layout import Part, S3State, Tail
 
 #: User metadata on the tail object: the part number that was next when it was written.
 NEXT_PART = "next-part"
+#: Parts asked for per ListParts page (S3's maximum is 1000).
+PARTS_PER_PAGE = 1000
 
 
 @dataclass(slots=True)
@@ -147,7 +149,11 @@ class UploadObjects:
             try:
                 with translated("list_parts", missing=_NoSuchUpload, codes=frozenset({NO_SUCH_UPLOAD})):
                     resp = await self.client.list_parts(
-                        Bucket=self.bucket, Key=self.key, UploadId=multipart_id, PartNumberMarker=marker
+                        Bucket=self.bucket,
+                        Key=self.key,
+                        UploadId=multipart_id,
+                        PartNumberMarker=marker,
+                        MaxParts=PARTS_PER_PAGE,
                     )
             except _NoSuchUpload:
                 return None

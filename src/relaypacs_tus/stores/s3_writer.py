@@ -167,10 +167,11 @@ class ChunkWriter:
             self._buf = bytearray(self._part_size)
 
     async def _settle_inflight(self) -> None:
-        up, self._inflight = self._inflight, None
+        up = self._inflight
         if up is None:
             return
-        await up.done.wait()
+        await up.done.wait()  # if cancelled here, the part stays in flight for the salvage to settle
+        self._inflight = None
         if not up.ok:
             self._uncertain.append(up.number)
             raise up.error or errors.StoreUnavailable()

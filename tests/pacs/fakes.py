@@ -112,6 +112,8 @@ def build_app(pacs: CloudPacs) -> Starlette:
                 return _oauth_error("invalid_grant")
             if not claims["iat"] <= pacs.clock() < claims["exp"] or claims["exp"] - claims["iat"] > 3600:
                 return _oauth_error("invalid_grant")  # RFC 7523 §3: exp in the future, short-lived
+            if not claims.get("scope"):
+                return _oauth_error("invalid_scope")  # Google's service-account assertion names its scopes
         else:
             return _oauth_error("unsupported_grant_type")
         value = secrets.token_urlsafe(24)

@@ -183,6 +183,7 @@ class GoogleServiceAccount(_TokenAuth):
         timeout: float = 15.0,
         clock: Clock = time.time,
         lifetime: int = 3600,
+        subject: str | None = None,
     ) -> None:
         missing = [k for k in ("client_email", "private_key", "token_uri") if not key.get(k)]
         if missing:
@@ -190,11 +191,14 @@ class GoogleServiceAccount(_TokenAuth):
         super().__init__(key["token_uri"], timeout=timeout, clock=clock)
         self._issuer, self._private_key = key["client_email"], key["private_key"]
         self._key_id, self._scopes, self._lifetime = key.get("private_key_id"), scopes, lifetime
+        self._subject = subject
 
     def assertion(self) -> str:
-        """The signed JWT (RFC 7523 §3: iss, aud = the token endpoint, exp, iat; Google adds scope)."""
+        """The signed JWT (RFC 7523 §3: iss, aud = the token endpoint, exp, iat; Google adds scope).
+        ``sub`` only with a ``subject`` (domain-wide delegation): Google's documented service-account
+        assertion has none, the account acting as itself."""
         now = int(self._clock())
-        claims = {
+        claims: dict[str, object] = {
             "iss": self._issuer,
             "scope": self._scopes,
             "aud": self.token_url,
@@ -202,6 +206,8 @@ class GoogleServiceAccount(_TokenAuth):
             "exp": now + self._lifetime,
             "jti": uuid.uuid4().hex,
         }
+        if self._subject:
+            claims["sub"] = self._subject
         headers = {"kid": self._key_id} if self._key_id else None
         return jwt.encode(claims, self._private_key, algorithm="RS256", headers=headers)
 

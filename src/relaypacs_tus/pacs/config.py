@@ -34,8 +34,9 @@ PACS), ``max_pdu`` (default 0: unlimited).
 * ``{"type": "oauth2", "token_url": "...", "client_id": "...",
   "client_secret_env" | "client_secret_file": "...", "scope": "..." (optional),
   "client_auth": "basic" (default) | "post"}``: RFC 6749 client credentials.
-* ``{"type": "google", "key_file" | "key_env": "...", "scopes": "..." (optional)}``: a service-account
-  JSON key (the file, or an env var holding the JSON).
+* ``{"type": "google", "key_file" | "key_env": "...", "scopes": "..." (optional), "subject": "..."
+  (optional: a user to act for, domain-wide delegation)}``: a service-account JSON key (the file, or
+  an env var holding the JSON).
 * ``{"type": "aws-sigv4", "region": "...", "service": "medical-imaging" (default),
   "access_key_id_env": "...", "secret_access_key_env": "...", "session_token_env": "..." (optional)}``;
   without the key variables botocore's default chain is used (env, profile, role).
@@ -227,10 +228,9 @@ def _google(a: _Spec) -> AuthBase:
         raise a.fail("key", "is not a service-account JSON key") from exc
     if not isinstance(key, dict):
         raise a.fail("key", "is not a service-account JSON key")
+    scopes = a.text("scopes", "https://www.googleapis.com/auth/cloud-healthcare")
     try:
-        return GoogleServiceAccount(
-            key, scopes=a.text("scopes", "https://www.googleapis.com/auth/cloud-healthcare")
-        )
+        return GoogleServiceAccount(key, scopes=scopes, subject=a.opt_str("subject"))
     except ValueError as exc:
         raise a.fail("key", str(exc)) from exc
 

@@ -141,7 +141,8 @@ def raw_request(
 ) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
+        skip_host = any(k.lower() == "host" for k in headers)
+        conn.putrequest(method, path, skip_host=skip_host, skip_accept_encoding=True)
         for k, v in headers.items():
             conn.putheader(k, v)
         if body or method in ("POST", "PATCH"):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.services.server import RelayServer
 
-from .conftest import OCTET, TUS, TusHelper, start_server, upload_id
+from .conftest import OCTET, TUS, TusHelper, raw_request, start_server, upload_id
 
 PWA = "https://pwa.example"
 REQUEST_HEADERS = (
@@ -196,3 +196,11 @@ def test_health_endpoints(tus: TusHelper) -> None:
     ready = httpx.get(base + "/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+def test_unusable_host_header_never_reaches_location(tus: TusHelper) -> None:
+    status, headers, _ = raw_request(
+        tus.server.port, "POST", "/files/", {**TUS, "Host": "evil.example/x?y=", "Upload-Length": "1"}
+    )
+    assert status == 201
+    assert headers["location"].startswith(f"http://127.0.0.1:{tus.server.port}/files/")

@@ -235,12 +235,9 @@ class TusEndpoint:
         scheme, host = request.url.scheme, request.headers.get("host", "")
         if self.proxies.trusts(request.client.host if request.client else None):
             scheme, host = _forwarded(request, scheme, host)
-        if not _HOST.fullmatch(host):
-            host = (
-                f"{request.url.hostname}:{request.url.port}"
-                if request.url.port
-                else str(request.url.hostname)
-            )
+        if not _HOST.fullmatch(host):  # no usable Host: the address we listen on (never the bad value)
+            server = request.scope.get("server") or ("localhost", None)
+            host = f"{server[0]}:{server[1]}" if server[1] else str(server[0])
         root = request.scope.get("root_path", "").rstrip("/")
         return f"{scheme}://{host}{root}{self.base_path}{upload_id}"
 

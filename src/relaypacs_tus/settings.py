@@ -317,6 +317,10 @@ class Settings:
     max_header_size: int = field(
         default=64 * 1024, metadata=_opt("RELAYPACS_MAX_HEADER_SIZE", _size, "largest request header block")
     )
+    header_timeout: float = field(
+        default=30.0,
+        metadata=_opt("RELAYPACS_HEADER_TIMEOUT", float, "seconds a client may take to send a request's headers"),
+    )
     max_connections: int = field(
         default=1000,
         metadata=_opt("RELAYPACS_MAX_CONNECTIONS", _int, "open connections before 503; 0 = no cap"),
@@ -453,6 +457,7 @@ class Settings:
             not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
             "RELAYPACS_REDIS_URL", self.redis_url.split("@")[-1], "must be a redis://, rediss:// or unix:// URL",
         )  # fmt: skip
+        _check(self.header_timeout > 0, "RELAYPACS_HEADER_TIMEOUT", self.header_timeout, "must be > 0")
         _check(self.max_connections >= 0, "RELAYPACS_MAX_CONNECTIONS", self.max_connections, "must be >= 0")
         _check(
             bool(self.tls_cert) == bool(self.tls_key),

@@ -1,0 +1,75 @@
+"""uvicorn glue: a deadline for each request head, for either of uvicorn's HTTP/1.1 protocols.
+
+uvicorn times a connection out only between requests (keep-alive). A client that connects and sends its
+headers one byte at a time (the classic slow-loris) holds the connection for ever, and enough of them
+exhaust ``limit_concurrency`` (503 for everyone). With :func:`with_head_deadline` each request head must
+be complete within ``seconds`` of its first byte (or of the connection opening); otherwise the
+connection is closed. Bodies have their own idle timeout in the engine (RELAYPACS_NETWORK_TIMEOUT, 408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import h11
+import structlog
+
+log = structlog.get_logger("relaypacs_tus.http")
+
+
+def with_head_deadline(base: type[asyncio.Protocol], seconds: float) -> type[asyncio.Protocol]:
+    """A subclass of uvicorn's ``H11Protocol`` or ``HttpToolsProtocol`` (or of a subclass of them)."""
+    protocol: Any = base
+
+    class HeadDeadline(protocol):  # type: ignore[misc,valid-type]
+        _head_timer: asyncio.TimerHandle | None = None
+        _in_head = True  # httptools: between a message's end and the next head's end
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._head_timer is None and self._head_pending():
+                self._arm()  # the first bytes of a new request head (after keep-alive)
+            super().data_received(data)
+            if not self._head_pending():
+                self._disarm()
+
+        def on_headers_complete(self) -> None:  # httptools parser callback; h11 never calls it
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:  # httptools parser callback
+            super().on_message_complete()
+            self._in_head = True
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _head_pending(self) -> bool:
+            conn = getattr(self, "conn", None)
+            if isinstance(conn, h11.Connection):
+                return conn.their_state is h11.IDLE
+            return bool(self._in_head)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(seconds, self._expired)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _expired(self) -> None:
+            self._head_timer = None
+            if self._head_pending() and not self.transport.is_closing():
+                client = self.client[0] if self.client else "unknown"
+                log.info("http.head_timeout", client=client, seconds=seconds)
+                self.transport.close()
+
+    HeadDeadline.__name__ = HeadDeadline.__qualname__ = f"HeadDeadline{base.__name__}"
+    return cast(type[asyncio.Protocol], HeadDeadline)

@@ -166,7 +166,7 @@ class Settings:
     )
     org_root: str = field(
         default="",
-        metadata=_opt("RELAYPACS_ORG_ROOT", str, "UID root for UIDs we create; empty = pydicom's root"),
+        metadata=_opt("RELAYPACS_ORG_ROOT", str, "UID root for UIDs we create; empty = 2.25.<UUID> (PS3.5 B.2)"),
     )
     delivery_max_attempts: int = field(
         default=8,

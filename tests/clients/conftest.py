@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
-from relaypacs_tus.app import open_store
-from relaypacs_tus.settings import Settings
 from tests.services.server import RelayServer
+from tests.tus.storeview import stored
 
 JS_DIR = Path(__file__).parent / "js"
 
@@ -46,27 +44,7 @@ class Relay:
 
     def stored(self, upload_id: str) -> tuple[list[str], bytes]:
         """Every upload id the store holds, and the bytes of ``upload_id``, read through the store."""
-        env = {**self.server.env, "RELAYPACS_DATA_DIR": str(self.server.data_dir)}
-        settings = Settings.load(env)
-        saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
-        os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
-
-        async def read() -> tuple[list[str], bytes]:
-            async with open_store(settings) as store:
-                ids = [i async for i in store.list_ids()]
-                data = bytearray()
-                async for chunk in store.read(upload_id):
-                    data += chunk
-                return ids, bytes(data)
-
-        try:
-            return anyio.run(read)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        return stored(self.server, upload_id)
 
 
 @pytest.fixture

@@ -221,3 +221,42 @@ def test_issuing_upload_links_is_rate_limited(relay_server) -> None:
             for _ in range(4)
         ]
         assert statuses == [201, 201, 201, 429]
+
+
+def _closed_by_server(raw: socket.socket, trickle: bytes = b"", deadline: float = 20.0) -> bool:
+    """Keep trickling header bytes until the server closes the connection (True) or ``deadline`` passes."""
+    raw.settimeout(0.2)
+
+    def closed() -> bool:
+        try:
+            if trickle:
+                raw.sendall(trickle)
+            return raw.recv(1024) == b""
+        except TimeoutError:
+            return False
+        except OSError:  # reset or broken pipe: closed too
+            return True
+
+    try:
+        wait_until(closed, timeout=deadline, what="the server to close the connection")
+    except AssertionError:
+        return False
+    return True
+
+
+def test_slow_loris_headers_are_cut_off(relay_server) -> None:
+    server = relay_server(env=jwt_env(RELAYPACS_HEADER_TIMEOUT="1")).start()
+    silent = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    trickler = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    trickler.sendall(b"POST /files/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    try:
+        with client() as http:  # served meanwhile
+            assert create(http, server, caller_token()).status_code == 201
+        assert _closed_by_server(silent)
+        assert _closed_by_server(trickler, trickle=b"X-Slow: 1\r\n")
+    finally:
+        silent.close()
+        trickler.close()
+    assert "http.head_timeout" in server.log_text()
+    with client() as http:
+        assert create(http, server, caller_token()).status_code == 201

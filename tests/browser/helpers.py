@@ -42,7 +42,7 @@ class Patient:
 
 
 @dataclass(frozen=True)
-class TestFile:
+class SampleFile:
     name: str
     mime: str
     data: bytes
@@ -56,7 +56,7 @@ class TestFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def dicom_file(name: str, patient: Patient, megabytes: float = 1.0) -> TestFile:
+def dicom_file(name: str, patient: Patient, megabytes: float = 1.0) -> SampleFile:
     """A valid Part 10 MR image for ``patient``, about ``megabytes`` big (random 16-bit pixels)."""
     side = max(16, int((megabytes * MiB / 2) ** 0.5))
     meta = FileMetaDataset()
@@ -76,14 +76,14 @@ def dicom_file(name: str, patient: Patient, megabytes: float = 1.0) -> TestFile:
     ds.PixelData = os.urandom(side * side * 2)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    return TestFile(name, "application/dicom", buf.getvalue(), ds.SOPInstanceUID)
+    return SampleFile(name, "application/dicom", buf.getvalue(), ds.SOPInstanceUID)
 
 
-def jpeg_photo(name: str, width: int = 1200, height: int = 900) -> TestFile:
+def jpeg_photo(name: str, width: int = 1200, height: int = 900) -> SampleFile:
     """A camera-like JPEG (noise, so it does not compress to nothing)."""
     buf = io.BytesIO()
     Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buf, "JPEG", quality=90)
-    return TestFile(name, "image/jpeg", buf.getvalue())
+    return SampleFile(name, "image/jpeg", buf.getvalue())
 
 
 def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
@@ -212,7 +212,7 @@ class UploadApp:
         p.fill("#studyDescription", patient.study_description)
         p.fill("#bodyPart", patient.body_part)
 
-    def add(self, *files: TestFile) -> None:
+    def add(self, *files: SampleFile) -> None:
         self.page.locator("input.uppy-Dashboard-input").first.set_input_files([f.payload() for f in files])
         self.page.locator(".uppy-Dashboard-Item").nth(len(files) - 1).wait_for()
 

@@ -15,7 +15,7 @@ from .conftest import DESKTOP
 from .helpers import (
     MiB,
     Patient,
-    TestFile,
+    SampleFile,
     UploadApp,
     assert_resumed_without_restart,
     dicom_file,
@@ -59,7 +59,7 @@ class Network:
         self._apply(False)
 
 
-def start_slow_upload(app: UploadApp, scan: TestFile, rate: int = 2 * MiB) -> Network:
+def start_slow_upload(app: UploadApp, scan: SampleFile, rate: int = 2 * MiB) -> Network:
     network = Network(app)
     app.fill(PATIENT)
     app.add(scan)
@@ -72,7 +72,7 @@ def first_chunk_stored(relay: Any, upload_id: str) -> None:
     wait_for(lambda: events(relay, "upload.patch", upload_id=upload_id), 60, "the first chunk on the server")
 
 
-def assert_delivered_intact(app: UploadApp, orthanc: Any, scan: TestFile, timeout: float = 120) -> None:
+def assert_delivered_intact(app: UploadApp, orthanc: Any, scan: SampleFile, timeout: float = 120) -> None:
     app.wait_state(scan.name, "delivered", timeout)
     stored = orthanc.get_file(orthanc.find_instance(scan.sop_instance_uid))
     assert stored == scan.data, "the bytes in the PACS differ from the file that was picked"

@@ -62,15 +62,15 @@ export function UploadPage({ form, token, onStarted, onDiscard }: UploadPageProp
   }, [problem, waiting.length])
 
   const start = () => {
+    if (blocker) {
+      setProblem(blocker) // no form to check while no upload is possible at all
+      return
+    }
     setSubmitted(true)
     const found = validate(form.values)
     if (Object.keys(found).length > 0) {
       setProblem(null)
       window.setTimeout(() => summaryRef.current?.focus(), 0)
-      return
-    }
-    if (blocker) {
-      setProblem(blocker)
       return
     }
     if (waiting.length === 0) {

@@ -30,6 +30,11 @@ def test_kinds_follow_content_not_file_names(tmp_path: Path) -> None:
         (b"", "empty", "empty"),
         (pdf_bytes(), "unsupported_format", "PDF"),
         (b"hello, this is plain text" * 10, "unsupported_format", "not a DICOM, JPEG or PNG"),
+        (b"\0\0\0\x18ftypheic\0\0\0\0" + bytes(200), "unsupported_format", "HEIC/HEIF photo; only DICOM"),
+        (b"\0\0\0\x18ftypisom\0\0\0\0" + bytes(200), "unsupported_format", "a video (MP4/MOV)"),
+        (b"GIF89a" + bytes(200), "unsupported_format", "a GIF image"),
+        (b"II*\0" + bytes(200), "unsupported_format", "a TIFF image"),
+        (b"RIFF\0\0\0\0WEBPVP8 " + bytes(200), "unsupported_format", "a WebP image"),
     ],
 )
 def test_other_content_is_refused_with_a_reason(content: bytes, code: str, words: str) -> None:

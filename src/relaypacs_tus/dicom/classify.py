@@ -46,20 +46,47 @@ def _looks_like_bare_dataset(head: bytes) -> bool:
     return little or big
 
 
+def _known_format(head: bytes) -> str | None:
+    """Name a few formats people upload by mistake, so the reason can say what the file is."""
+    if head.startswith(b"%PDF-"):
+        return "a PDF document"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1"):
+            return "a HEIC/HEIF photo"
+        return "a video (MP4/MOV)"
+    signatures = (
+        ((b"II*\0", b"MM\0*"), "a TIFF image"),
+        ((b"GIF87a", b"GIF89a"), "a GIF image"),
+        ((b"BM",), "a BMP image"),
+        ((b"PK\x03\x04",), "a ZIP archive"),
+    )
+    for prefixes, name in signatures:
+        if head.startswith(prefixes):
+            return name
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "a WebP image"
+    return None
+
+
 def rejection_for(head: bytes) -> DicomRejected:
     """Why content of kind ``OTHER`` is refused, in plain words (no PHI: only the format is named)."""
     if not head:
         return DicomRejected(EMPTY, "the file is empty")
-    if head.startswith(b"%PDF-"):
-        return DicomRejected(
-            UNSUPPORTED_FORMAT, "the file is a PDF document; only DICOM, JPEG and PNG files are accepted"
-        )
     if _looks_like_bare_dataset(head):
         return DicomRejected(
             NOT_DICOM,
             "the file looks like a DICOM data set without the DICOM file header (preamble and DICM); "
             "export it as a DICOM Part 10 file",
         )
+    name = _known_format(head)
+    if name is None:
+        return DicomRejected(
+            UNSUPPORTED_FORMAT, "the file is not a DICOM, JPEG or PNG file; only those formats are accepted"
+        )
+    hint = (
+        "; set the camera to JPEG ('Most Compatible') or export the photo as JPEG" if "HEIC" in name else ""
+    )
     return DicomRejected(
-        UNSUPPORTED_FORMAT, "the file is not a DICOM, JPEG or PNG file; only those formats are accepted"
+        UNSUPPORTED_FORMAT, f"the file is {name}; only DICOM, JPEG and PNG files are accepted{hint}"
     )

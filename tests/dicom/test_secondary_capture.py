@@ -352,3 +352,14 @@ def test_wrapping_a_large_jpeg_holds_little_memory(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert info.size > src.stat().st_size
     assert peak < 3_000_000, peak
+
+
+def test_a_damaged_exif_block_is_ignored_and_the_photo_kept_as_is(tmp_path: Path) -> None:
+    src = jpeg_file(tmp_path / "e.jpg", orientation=6)
+    data = bytearray(src.read_bytes())
+    tiff = data.index(b"Exif\0\0") + 6
+    data[tiff : tiff + 24] = b"\xa5" * 24  # no valid TIFF header any more
+    src.write_bytes(bytes(data))
+    out = tmp_path / "e.dcm"
+    wrap(src, out)
+    assert frame(out)[: len(data)] == bytes(data)

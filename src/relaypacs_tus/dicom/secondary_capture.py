@@ -142,14 +142,19 @@ def _derivation(info: JpegInfo, orientation: int, trimmed: bool) -> str:
 
 
 def _exif(path: Path) -> tuple[int, dt.datetime | None]:
-    """EXIF Orientation (1 when absent or invalid) and DateTimeOriginal, read from the headers only."""
+    """EXIF Orientation (1 when absent or invalid) and DateTimeOriginal, read from the headers only. A
+    damaged EXIF block is ignored (the picture itself is fine); a JPEG pillow cannot open is refused."""
     try:
-        with Image.open(path) as im:
+        im = Image.open(path)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DicomRejected(E.CORRUPT_IMAGE, "the JPEG file is damaged and cannot be read") from exc
+    with im:
+        try:
             exif = im.getexif()
             orientation = exif.get(0x0112, 1)
             taken = exif.get_ifd(0x8769).get(0x9003) or exif.get(0x0132)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DicomRejected(E.CORRUPT_IMAGE, "the JPEG file is damaged and cannot be read") from exc
+        except (OSError, SyntaxError, ValueError, KeyError, IndexError, TypeError, struct.error):
+            orientation, taken = 1, None
     if not isinstance(orientation, int) or not 1 <= orientation <= 8:
         orientation = 1
     return orientation, _exif_datetime(taken)

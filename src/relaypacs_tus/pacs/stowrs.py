@@ -219,7 +219,8 @@ class StowRsDestination:
             )
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
-            raise http_error(self.name, status, "refused the search for the instance") from exc
+            what = "refused the QIDO-RS search for the instance (without QIDO-RS use duplicate_check none)"
+            raise http_error(self.name, status, what) from exc
         except requests.RequestException as exc:
             raise raise_for_transport(exc, self.name) from exc
         return [(_first(item, "0020000D"), _first(item, "0020000E")) for item in found]

@@ -29,7 +29,7 @@ from ..tus.checksum import ChecksumVerifier
 from ..tus.store import UploadInfo, check_document_key, check_upload_id
 from .s3_errors import BucketUnavailable, translated
 from .s3_layout import LayoutError, S3State, View, part_size_for, resolve
-from .s3_objects import Doc, UploadObjects
+from .s3_objects import Doc, UploadObjects, content_md5
 from .s3_writer import ChunkWriter
 
 log = structlog.get_logger("relaypacs_tus.stores.s3")
@@ -44,9 +44,16 @@ _MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
 def client_config(*, endpoint_url: str | None) -> Config:
     """botocore settings for the store: path-style addressing for a custom endpoint (MinIO, SeaweedFS),
-    checksums only where an operation requires them (works with every S3 server), timeouts, retries."""
+    checksums only where an operation requires them (works with every S3 server), timeouts, retries.
+
+    Payload signing is off: SigV4 would hash every part with SHA-256 on the event loop (over plain http
+    always). Every write carries a Content-MD5 instead, computed in a worker thread, which S3 checks
+    (BadDigest) and which the signature covers, so integrity is the same and the loop stays free."""
+    s3: dict[str, Any] = {"payload_signing_enabled": False}
+    if endpoint_url:
+        s3["addressing_style"] = "path"
     return Config(
-        s3={"addressing_style": "path"} if endpoint_url else None,
+        s3=s3,
         signature_version="s3v4",
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -301,7 +308,9 @@ class S3Store:
 
     async def put_document(self, key: str, data: bytes) -> None:
         with translated("put_document"):
-            await self.client.put_object(Bucket=self.bucket, Key=self._document_key(key), Body=data)
+            await self.client.put_object(
+                Bucket=self.bucket, Key=self._document_key(key), Body=data, ContentMD5=await content_md5(data)
+            )
 
     async def get_document(self, key: str) -> bytes:
         with translated("get_document", missing=lambda: KeyError(key)):

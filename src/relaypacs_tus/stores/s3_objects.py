@@ -6,11 +6,15 @@ Keys: ``<key>.info`` (info JSON with an ``"S3"`` section), ``<key>.part`` (the t
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import anyio.to_thread
 
 from ..tus import errors
 from ..tus.store import UploadInfo
@@ -19,6 +23,8 @@ from .s3_layout import Part, S3State, Tail
 
 #: User metadata on the tail object: the part number that was next when it was written.
 NEXT_PART = "next-part"
+#: Bodies below this are hashed on the event loop (a thread hop would cost more).
+INLINE_HASH_BYTES = 64 * 1024
 #: Parts asked for per ListParts page (S3's maximum is 1000).
 PARTS_PER_PAGE = 1000
 
@@ -80,6 +86,18 @@ class PartBody:
             yield self._view[start : start + self.SLICE]
 
 
+async def content_md5(data: bytes | bytearray) -> str:
+    """Content-MD5 (base64) of a body: S3 refuses the write if the bytes it got differ (BadDigest).
+    Large bodies are hashed in a worker thread (hashlib releases the GIL) to keep the event loop free."""
+    if len(data) < INLINE_HASH_BYTES:
+        return _md5_b64(data)
+    return await anyio.to_thread.run_sync(_md5_b64, data)
+
+
+def _md5_b64(data: bytes | bytearray) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
 def _time(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else 0.0
 
@@ -113,6 +131,7 @@ class UploadObjects:
     async def write_info(self, doc: Doc, *, create: bool = False) -> None:
         """PUT the info; with ``create`` only if there is none yet (an id is never reused)."""
         extra = {"IfNoneMatch": "*"} if create else {}
+        body = doc.to_bytes()
         with translated(
             "put_info",
             missing=lambda: errors.TusError("an upload with this id exists"),
@@ -121,7 +140,8 @@ class UploadObjects:
             await self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.info_key,
-                Body=doc.to_bytes(),
+                Body=body,
+                ContentMD5=_md5_b64(body),
                 ContentType="application/json",
                 **extra,
             )
@@ -167,6 +187,7 @@ class UploadObjects:
             marker = next_marker
 
     async def upload_part(self, multipart_id: str, number: int, data: bytes | bytearray) -> str:
+        md5 = await content_md5(data)
         with translated("upload_part"):
             resp = await self.client.upload_part(
                 Bucket=self.bucket,
@@ -174,6 +195,7 @@ class UploadObjects:
                 UploadId=multipart_id,
                 PartNumber=number,
                 Body=PartBody(data),
+                ContentMD5=md5,
             )
         return _etag(resp["ETag"])
 
@@ -236,7 +258,11 @@ class UploadObjects:
     async def put_tail(self, data: bytes, next_part: int) -> None:
         with translated("put_tail"):
             await self.client.put_object(
-                Bucket=self.bucket, Key=self.tail_key, Body=data, Metadata={NEXT_PART: str(next_part)}
+                Bucket=self.bucket,
+                Key=self.tail_key,
+                Body=data,
+                ContentMD5=await content_md5(data),
+                Metadata={NEXT_PART: str(next_part)},
             )
 
     async def delete_tail(self) -> None:
@@ -255,7 +281,9 @@ class UploadObjects:
 
     async def put_final_empty(self, content_type: str) -> None:
         with translated("put_final"):
-            await self.client.put_object(Bucket=self.bucket, Key=self.key, Body=b"", ContentType=content_type)
+            await self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=b"", ContentMD5=_md5_b64(b""), ContentType=content_type
+            )
 
     async def read_final(self, chunk_size: int) -> AsyncIterator[bytes]:
         with translated("get_final", missing=errors.UploadNotFound):

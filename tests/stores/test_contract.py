@@ -319,9 +319,7 @@ async def test_delete_finished_upload(store: Any) -> None:
     assert (await store.get(info.id)).state == "expired"
 
 
-async def test_read_after_delete_is_not_found(
-    store: Any, spec: StoreSpec, request: pytest.FixtureRequest
-) -> None:
+async def test_read_after_delete_is_not_found(store: Any) -> None:
     info = await created(store, 3)
     await append(store, info.id, b"abc")
     await finish(store, info.id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -406,7 +405,3 @@ async def _respond(scope: Scope, send: Send, status: int, body: dict[str, str],
                 "headers": [(k.encode(), v.encode()) for k, v in hdrs.items()]})  # fmt: skip
     with contextlib.suppress(OSError):
         await send({"type": "http.response.body", "body": data})
-
-
-def _now() -> float:
-    return time.time()

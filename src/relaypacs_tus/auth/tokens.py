@@ -56,9 +56,6 @@ class Identity:
     expires_at: float = 0.0
     claims: dict[str, Any] = field(default_factory=dict)
 
-    def past_expiry(self, now: float, leeway: float) -> bool:
-        return now > self.expires_at + leeway
-
 
 class KeySource(Protocol):
     """Public keys for RS256/ES256 caller tokens (see :mod:`.jwks`)."""

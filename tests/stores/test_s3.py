@@ -274,10 +274,24 @@ async def test_credentials_come_from_the_environment(
     monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     async with S3Store.open(
-        bucket=s3_bucket, prefix="p/", endpoint_url=s3_server.endpoint_url, region=None
+        bucket=s3_bucket, prefix="site-a", endpoint_url=s3_server.endpoint_url, region=None
     ) as store:
         info = await created(store, 3)
         assert await append(store, info.id, b"abc") == 3
+        assert info.storage["Key"] == f"site-a/{info.id}"  # a prefix is a folder, as in tusd
+
+
+async def test_missing_credentials_are_explained(
+    s3_server: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(BucketUnavailable, match="no AWS credentials"):
+        async with S3Store.open(bucket=s3_bucket, endpoint_url=s3_server.endpoint_url, region="us-east-1"):
+            pass
 
 
 async def test_unreachable_store_is_unavailable_not_missing() -> None:

@@ -146,3 +146,10 @@ def test_server_killed_mid_patch_resumes_byte_identical(
     assert rest.status_code == 204, f"{rest.status_code} {rest.text}\n{server.log_text()[-3000:]}"
     assert rest.headers["Upload-Offset"] == str(len(data))
     assert hashlib.sha256(object_bytes(s3_server, s3_bucket, key)).digest() == hashlib.sha256(data).digest()
+
+
+def test_missing_bucket_stops_start_up_naming_it(relay_server: Any, s3_server: Any) -> None:
+    server = relay_server(env=s3_env(s3_server, "no-such-bucket-for-relaypacs"))
+    with pytest.raises(RuntimeError):
+        server.start()
+    assert "S3 bucket 'no-such-bucket-for-relaypacs'" in server.log_text()

@@ -21,13 +21,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aioboto3
+import aiohttp
 import structlog
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
 from ..tus.store import UploadInfo, check_document_key, check_upload_id
-from .s3_errors import BucketUnavailable, translated
+from .s3_errors import BucketUnavailable, error_code, http_status, translated
 from .s3_layout import LayoutError, S3State, View, part_size_for, resolve
 from .s3_objects import Doc, UploadObjects, content_md5
 from .s3_writer import ChunkWriter
@@ -77,7 +79,8 @@ class S3Store:
             raise ValueError("part_size must be at least 5 MiB (the S3 minimum)")
         self.client = client
         self.bucket = bucket
-        self.prefix = prefix
+        # like tusd's ObjectPrefix: a pseudo-folder ("uploads" and "uploads/" both mean "uploads/")
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.part_size = part_size
 
     @classmethod
@@ -105,21 +108,25 @@ class S3Store:
             yield store
 
     async def check_bucket(self, endpoint_url: str | None = None) -> None:
-        """Raise :class:`BucketUnavailable`, naming the bucket, unless it exists and we may use it."""
+        """Raise :class:`BucketUnavailable`, naming the bucket and what to fix, unless we may use it."""
         where = f" at {endpoint_url}" if endpoint_url else ""
+        name = f"S3 bucket {self.bucket!r}{where}"
         try:
-            with translated(
-                "head_bucket", missing=lambda: BucketUnavailable(), codes=frozenset({"404", "NoSuchBucket"})
-            ):
-                await self.client.head_bucket(Bucket=self.bucket)
-        except BucketUnavailable as exc:
-            raise BucketUnavailable(f"S3 bucket {self.bucket!r} does not exist{where}") from exc
-        except errors.StoreUnavailable as exc:
-            cause = exc.__cause__
-            detail = (
-                "access denied" if "403" in str(cause) else f"cannot reach S3{where} ({type(cause).__name__})"
-            )
-            raise BucketUnavailable(f"S3 bucket {self.bucket!r}: {detail}") from exc
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            status = http_status(exc)
+            if status == 404:
+                raise BucketUnavailable(f"{name} does not exist; create it first") from exc
+            if status == 403:
+                raise BucketUnavailable(f"{name}: access denied (check the credentials and policy)") from exc
+            raise BucketUnavailable(f"{name}: {error_code(exc) or status}") from exc
+        except NoCredentialsError as exc:
+            raise BucketUnavailable(
+                f"{name}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, "
+                "or run with an instance role)"
+            ) from exc
+        except (BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise BucketUnavailable(f"{name}: cannot reach S3 ({type(exc).__name__})") from exc
 
     async def aclose(self) -> None:
         return None  # the client belongs to whoever opened it (``open`` closes its own)

@@ -323,3 +323,22 @@ def test_secret_never_leaks_in_errors(jwt_server) -> None:
         response = create(http, jwt_server, caller_token(key="wrong-secret-wrong-secret-wrong-secret"))
     assert SECRET not in response.text
     assert SECRET not in jwt_server.log_text()
+
+
+def test_failing_creation_with_upload_does_not_refund_a_use(jwt_server) -> None:
+    """A creation-with-upload whose body fails (bad checksum) still created an upload: the single use is
+    spent, or an attacker could create uploads for ever with one link."""
+    with client() as http:
+        link = issue(http, jwt_server, caller_token())["token"]
+        headers = {
+            **bearer(link),
+            "Upload-Length": "8",
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": "sha1 AAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        }
+        first = http.post(jwt_server.files_url, headers=headers, content=b"abcdefgh")
+        assert first.status_code == 460
+        assert "Location" in first.headers
+        assert_401(http.post(jwt_server.files_url, headers=headers, content=b"abcdefgh"), code="token_used")
+        # The upload it did create resumes with the same link.
+        assert patch(http, first.headers["Location"], link, b"abcdefgh").status_code == 204

@@ -217,13 +217,13 @@ class AuthMiddleware:
     async def _settle(self, reservation: Reservation, status: dict[str, Any]) -> None:
         assert self.authenticator is not None
         tokens = self.authenticator.uploads
+        location, code = status.get("location"), int(status.get("status") or 500)
         try:
-            if status.get("status") == 201 and status.get("location"):
-                await tokens.attach(
-                    reservation.token_id, str(status["location"]).rstrip("/").rsplit("/", 1)[-1]
-                )
-            elif status.get("status") != 201:
+            if location:  # the upload exists, even if a creation-with-upload body then failed (460, 413...)
+                await tokens.attach(reservation.token_id, str(location).rstrip("/").rsplit("/", 1)[-1])
+            elif 400 <= code < 500:  # refused before anything was created: the use is given back
                 await tokens.cancel(reservation)
+            # A 5xx without Location may still have created the upload: the use stays taken.
         except Exception:  # bookkeeping must not turn a finished request into an error
             log.exception("auth.token_settle_failed", token_id=reservation.token_id)
 

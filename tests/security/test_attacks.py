@@ -342,3 +342,18 @@ def test_failing_creation_with_upload_does_not_refund_a_use(jwt_server) -> None:
         assert_401(http.post(jwt_server.files_url, headers=headers, content=b"abcdefgh"), code="token_used")
         # The upload it did create resumes with the same link.
         assert patch(http, first.headers["Location"], link, b"abcdefgh").status_code == 204
+
+
+def test_racing_creations_with_one_single_use_token(jwt_server) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with client() as http:
+        link = issue(http, jwt_server, caller_token())["token"]
+
+    def attempt(_: int) -> int:
+        with client() as own:
+            return create(own, jwt_server, link).status_code
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = sorted(pool.map(attempt, range(10)))
+    assert statuses == [201] + [401] * 9

@@ -73,22 +73,14 @@ def test_link_locks_the_form_and_works_once(
     page = phone.page
     page.locator('[data-token-state="active"]').wait_for()
     assert "#token" not in page.url, "the token must leave the address bar"
-    expected = {
-        "#patientId": "PX-24680",
-        "#familyName": "Abara",
-        "#givenName": "Nkechi",
-        "#birthDate": "1983-05-14",
-        "#accessionNumber": "ACC-5150",
-        "#studyDescription": "Wound photo right shin",
-    }
-    for selector, value in expected.items():
-        field = page.locator(selector)
-        assert field.input_value() == value, selector
-        assert field.get_attribute("readonly") is not None, f"{selector} is not locked"
-    assert page.locator("#sex").is_disabled()
-    page.focus("#patientId")
-    page.keyboard.type("SOMEONE-ELSE")  # typing into a locked field changes nothing
-    assert page.locator("#patientId").input_value() == "PX-24680"
+    # The bound patient/study is shown to be checked, not typed: no field for it can be edited.
+    summary = page.get_by_test_id("locked-summary").inner_text()
+    for text in ("ABARA, Nkechi", "PX-24680", "1983", "Female", "ACC-5150", "Wound photo right shin"):
+        assert text in summary, (text, summary)
+    for field in ("#patientId", "#familyName", "#givenName", "#birthDate", "#sex", "#accessionNumber"):
+        assert page.locator(field).count() == 0, f"{field} is editable although the link sets it"
+    page.fill("#bodyPart", "leg")  # what the link leaves open stays editable
+    assert page.locator("#bodyPart").input_value() == "LEG"
 
     photo = jpeg_photo("shin-wound.jpg", 1024, 768)
     phone.add(photo)
@@ -106,6 +98,7 @@ def test_link_locks_the_form_and_works_once(
     assert tags["PatientID"] == "PX-24680"
     assert tags["PatientName"] == "Abara^Nkechi"
     assert tags["StudyInstanceUID"] == BINDING["study_instance_uid"]
+    assert tags["BodyPartExamined"] == "LEG"
 
     # The same link a second time (another phone, or the same QR code scanned again).
     again = open_app(relay.base_url, DESKTOP, path=link.removeprefix(relay.base_url))

@@ -55,7 +55,9 @@ function describeStatus(status: UploadStatus, isPhoto: boolean): Description {
     }
     case 'delivered': {
       const names = destinationsText(status, 'delivered') || status.destinations.map((d) => d.name).join(', ')
-      return { label: 'Delivered', detail: names ? `Delivered to ${names}` : 'Delivered to the PACS', tone: 'good', fraction: 1 }
+      const at = formatTime(status.updated_at)
+      const where = names ? `Delivered to ${names}` : 'Delivered to the PACS'
+      return { label: 'Delivered', detail: at ? `${where} at ${at}` : where, tone: 'good', fraction: 1 }
     }
     case 'rejected':
       return { label: 'Rejected', detail: status.reason ?? 'The file was not accepted.', tone: 'bad', fraction: null }

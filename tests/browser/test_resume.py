@@ -7,6 +7,7 @@ starts where the server's offset was (never again from zero). The bytes that rea
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -162,3 +163,28 @@ def test_server_restart_mid_upload_completes(start_relay: Any, open_app: Any, or
     assert_delivered_intact(app, orthanc, scan)
     assert_resumed_without_restart(relay, upload_id, len(scan.data))
     assert len(events(relay, "upload.created")) == 1
+
+
+def test_app_opens_offline_with_the_form_and_files_kept(
+    start_relay: Any, open_app: Any, orthanc: Any
+) -> None:
+    """The Workbox precache serves the app shell without a network; Dexie and Golden Retriever give back
+    the form and the picked file; the upload then goes once the network is back."""
+    relay = start_relay()
+    app = open_app(relay.base_url, DESKTOP)
+    app.wait_for_service_worker()
+    scan = dicom_file("mr-knee-offline-shell.dcm", PATIENT, megabytes=1)
+    app.fill(PATIENT)
+    app.add(scan)
+    wait_for(lambda: "<blob" in json.dumps(app.storage()["idb"].get("uppy-blobs", {})), 10, "the file kept")
+
+    app.page.context.set_offline(True)
+    app.page.reload()
+    app.page.get_by_role("heading", name="Send images").wait_for()
+    app.page.get_by_test_id("offline-banner").wait_for()
+    assert app.page.locator("#patientId").input_value() == PATIENT.patient_id
+    app.page.locator(".uppy-Dashboard-Item").first.wait_for()
+
+    app.page.context.set_offline(False)
+    app.start()
+    assert_delivered_intact(app, orthanc, scan)

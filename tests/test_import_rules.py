@@ -35,6 +35,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "web": frozenset({"tus", "hooks.records"}),
     "settings": frozenset(),
     "logs": frozenset(),
+    "serving": frozenset(),  # uvicorn protocol glue
     "__init__": frozenset(),
 }
 #: The only modules that may import every layer.

@@ -7,7 +7,8 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
@@ -24,7 +25,9 @@ from .sweep import Sweeper
 
 log = structlog.get_logger("relaypacs_tus.tus")
 
-Spawn = Callable[[Callable[[], Awaitable[None]]], None]
+#: Runs a background job (post-* events, concatenation); the app passes its task group's ``start_soon``.
+Job = Callable[[], Coroutine[Any, Any, None]]
+Spawn = Callable[[Job], object]
 
 
 class Engine:
@@ -360,7 +363,7 @@ class Engine:
         info.state = "terminated"
         self._notify(HookType.POST_TERMINATE, info, request, principal)
 
-    def _spawn_task(self, job: Callable[[], Awaitable[None]]) -> None:
+    def _spawn_task(self, job: Job) -> None:
         if self._spawn is None:
             log.warning("engine.no_spawner", detail="post-* events dropped; pass spawn= to Engine")
             return

@@ -188,3 +188,26 @@ def test_app_opens_offline_with_the_form_and_files_kept(
     app.page.context.set_offline(False)
     app.start()
     assert_delivered_intact(app, orthanc, scan)
+
+
+def test_discard_mid_upload_terminates_it_and_leaves_nothing(start_relay: Any, open_app: Any) -> None:
+    relay = start_relay()
+    app = open_app(relay.base_url, DESKTOP)
+    scan = dicom_file("mr-knee-discard.dcm", PATIENT, megabytes=12)
+    start_slow_upload(app, scan)
+    upload_id = upload_id_for(relay, len(scan.data))
+    first_chunk_stored(relay, upload_id)
+
+    app.page.get_by_role("link", name="Upload").click()
+    app.page.get_by_test_id("discard").click()
+    wait_for(
+        lambda: events(relay, "upload.terminated", upload_id=upload_id), 30, "the upload to be terminated"
+    )
+    assert app.page.locator("#patientId").input_value() == ""
+
+    def clean() -> bool:
+        text = json.dumps(app.storage())
+        return not any(s in text for s in [*PATIENT.phi(), scan.name, "<blob"])
+
+    wait_for(clean, 10, "the browser's storage to hold nothing of the discarded upload")
+    assert app.card(scan.name).count() == 0

@@ -108,7 +108,7 @@ def test_nothing_about_a_delivered_file_stays_in_browser_storage(start_relay: An
     assert "Delivered" in app.card(scan.name).inner_text()
 
 
-def test_invalid_file_shows_the_servers_reason(start_relay: Any, open_app: Any) -> None:
+def test_invalid_file_shows_the_servers_reason(start_relay: Any, open_app: Any, screenshots: Any) -> None:
     relay = start_relay()
     app = open_app(relay.base_url, DESKTOP)
     patient = Patient("PX-10001", "Ramos", "Celia", "1977-02-28")
@@ -126,6 +126,7 @@ def test_invalid_file_shows_the_servers_reason(start_relay: Any, open_app: Any) 
     assert reason, "the server gave no reason"
     assert reason.strip().rstrip(".").lower() in shown.lower(), (shown, reason)
     assert "Rejected" in app.card(broken.name).get_by_test_id("file-state").inner_text()
+    app.screenshot(screenshots / "progress-rejected-desktop.png")
 
 
 def test_form_is_checked_before_anything_is_sent(start_relay: Any, open_app: Any) -> None:

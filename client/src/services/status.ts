@@ -10,6 +10,11 @@ const MAX_BACKOFF_MS = 15_000
 /** A status the server does not know yet (404) is retried this many times before we say so. */
 const MAX_NOT_FOUND = 20
 
+/** Server reasons are written for people but may start in lower case. */
+function sentence(text: string): string {
+  return text ? text[0].toUpperCase() + text.slice(1) : text
+}
+
 export type Tone = 'neutral' | 'busy' | 'good' | 'bad' | 'warn'
 
 export interface Description {
@@ -60,11 +65,11 @@ function describeStatus(status: UploadStatus, isPhoto: boolean): Description {
       return { label: 'Delivered', detail: at ? `${where} at ${at}` : where, tone: 'good', fraction: 1 }
     }
     case 'rejected':
-      return { label: 'Rejected', detail: status.reason ?? 'The file was not accepted.', tone: 'bad', fraction: null }
+      return { label: 'Rejected', detail: sentence(status.reason ?? 'The file was not accepted.'), tone: 'bad', fraction: null }
     case 'failed': {
       const failed = status.destinations.find((d) => d.state === 'failed')
       const why = status.reason ?? failed?.error ?? 'The PACS did not accept the file.'
-      return { label: 'Not delivered', detail: why, tone: 'bad', fraction: null }
+      return { label: 'Not delivered', detail: sentence(why), tone: 'bad', fraction: null }
     }
   }
 }
@@ -84,7 +89,7 @@ export function describe(entry: Entry, online: boolean): Description {
     case 'upload-error':
       return { label: 'Upload stopped', detail: entry.error ?? 'The upload stopped.', tone: 'warn', fraction }
     case 'refused':
-      return { label: 'Rejected', detail: entry.error ?? 'The server did not accept the file.', tone: 'bad', fraction: null }
+      return { label: 'Rejected', detail: sentence(entry.error ?? 'The server did not accept the file.'), tone: 'bad', fraction: null }
     case 'uploaded':
       if (entry.status) return describeStatus(entry.status, entry.status.kind === 'jpeg' || entry.status.kind === 'png')
       if (entry.statusError) return { label: 'Uploaded', detail: entry.statusError, tone: 'neutral', fraction: 1 }

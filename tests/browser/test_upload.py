@@ -135,10 +135,17 @@ def test_form_is_checked_before_anything_is_sent(start_relay: Any, open_app: Any
     app.add(jpeg_photo("photo-0001.jpg", 320, 240))
     app.page.fill("#patientId", "PX\\1")
     app.page.fill("#birthDate", "2999-01-01")
-    app.start()
+    app.page.get_by_test_id("start-upload").focus()
+    app.page.keyboard.press("Enter")  # keyboard only
 
     summary = app.page.get_by_test_id("error-summary")
     summary.wait_for()
+    # Focus goes to the summary (screen readers announce it); its links take focus to the field.
+    wait_for(
+        lambda: app.page.evaluate("document.activeElement?.dataset?.testid") == "error-summary", 5, "focus"
+    )
+    summary.get_by_role("link", name="Family name: Enter the family name.").press("Enter")
+    assert app.page.evaluate("document.activeElement.id") == "familyName"
     text = summary.inner_text()
     assert "Enter the family name" in text
     assert "cannot be in the future" in text

@@ -6,6 +6,8 @@ placement (one study, one series, increasing Instance Numbers for uploads sharin
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -38,6 +40,30 @@ _PATIENT_KEYS = {
     "study_description": "study_description",
     "body_part": "body_part",
 }
+
+
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+")
+_TEXT_LIMIT = 64  # PS3.5 Table 6.2-1: LO and PN component groups hold at most 64 characters
+
+
+def _check_value(key: str, value: str) -> None:
+    """Refuse metadata a DICOM attribute cannot hold (PS3.5 value representations), in plain words."""
+    label = key.replace("_", " ")
+    if key == "study_instance_uid" and not (len(value) <= 64 and _UID.fullmatch(value)):
+        raise Rejected(f"the {label} is not a valid DICOM UID (digits and dots, at most 64)", code="bad_uid")
+    if key == "patient_birth_date":
+        try:
+            dt.datetime.strptime(value, "%Y%m%d")
+        except ValueError:
+            raise Rejected(f"the {label} must be a date written YYYYMMDD", code="bad_metadata") from None
+    if key == "patient_sex" and value not in ("M", "F", "O"):
+        raise Rejected(f"the {label} must be M, F or O", code="bad_metadata")
+    if len(value) > _TEXT_LIMIT or "\\" in value or any(ord(c) < 32 for c in value):
+        raise Rejected(
+            f"the {label} is too long or holds characters DICOM cannot store"
+            f" (at most {_TEXT_LIMIT}, no backslash)",
+            code="bad_metadata",
+        )
 
 
 def binding_of(info: UploadInfo) -> dict[str, Any]:
@@ -74,6 +100,7 @@ def patient_for(info: UploadInfo) -> PatientStudy:
             )
         value = str(bound) if bound is not None else sent
         if value:
+            _check_value(key, value)
             values[name] = value
     if not values.get("patient_id"):
         raise Rejected(

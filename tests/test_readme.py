@@ -18,5 +18,6 @@ def test_readme_documents_every_setting() -> None:
 def test_readme_starts_with_the_two_commands() -> None:
     text = README.read_text()
     head = text[: text.index("## Configuration")]
-    assert "bash deploy/serve.sh" in head and "bash tests/run.sh" in head
+    assert "bash deploy/serve.sh" in head
+    assert "bash tests/run.sh" in head
     assert "bash tests/run.sh" in (README.parent / ".ci" / "run").read_text().replace("exec ", "")

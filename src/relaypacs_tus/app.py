@@ -46,8 +46,8 @@ CORS_ALLOW_HEADERS = [
 #: Response headers a browser client must be able to read.
 CORS_EXPOSE_HEADERS = [
     "Location", "Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires", "Upload-Defer-Length",
-    "Upload-Concat", "Tus-Version", "Tus-Resumable", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
-    "Retry-After", "WWW-Authenticate",
+    "Upload-Concat", "Tus-Version", "Tus-Resumable", "Tus-Extension", "Tus-Max-Size",
+    "Tus-Checksum-Algorithm", "Retry-After", "WWW-Authenticate",
 ]  # fmt: skip
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 #: A DICOM UID (PS3.5 §9.1): digits and dots.
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
@@ -28,7 +27,15 @@ def _int(text: str) -> int:
 
 def _size(text: str) -> int:
     """Bytes, with an optional binary suffix: ``8MiB``, ``5GiB``, ``1024``."""
-    units = {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "k": 1024, "m": 1024**2, "g": 1024**3}
+    units = {
+        "kib": 1024,
+        "mib": 1024**2,
+        "gib": 1024**3,
+        "tib": 1024**4,
+        "k": 1024,
+        "m": 1024**2,
+        "g": 1024**3,
+    }
     t = text.strip().lower().replace("_", "")
     for suffix, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
         if t.endswith(suffix):
@@ -86,14 +93,18 @@ class Settings:
     base_path: str = field(default="/files/", metadata=_opt("RELAYPACS_BASE_PATH", str, "tus endpoint path"))
     store: str = field(default="local", metadata=_opt("RELAYPACS_STORE", str, "`local` or `s3`"))
     data_dir: Path = field(
-        default=Path("./data"), metadata=_opt("RELAYPACS_DATA_DIR", Path, "folder for uploads, records, audit")
+        default=Path("./data"),
+        metadata=_opt("RELAYPACS_DATA_DIR", Path, "folder for uploads, records, audit"),
     )
     s3_bucket: str = field(default="", metadata=_opt("RELAYPACS_S3_BUCKET", str, "bucket (store=s3)"))
     s3_prefix: str = field(default="", metadata=_opt("RELAYPACS_S3_PREFIX", str, "object key prefix"))
     s3_endpoint: str = field(
-        default="", metadata=_opt("RELAYPACS_S3_ENDPOINT", str, "S3 endpoint URL (MinIO, SeaweedFS); empty = AWS")
+        default="",
+        metadata=_opt("RELAYPACS_S3_ENDPOINT", str, "S3 endpoint URL (MinIO, SeaweedFS); empty = AWS"),
     )
-    s3_region: str = field(default="", metadata=_opt("RELAYPACS_S3_REGION", str, "region; empty = AWS default chain"))
+    s3_region: str = field(
+        default="", metadata=_opt("RELAYPACS_S3_REGION", str, "region; empty = AWS default chain")
+    )
     s3_part_size: int = field(
         default=8 * 1024**2, metadata=_opt("RELAYPACS_S3_PART_SIZE", _size, "multipart part size (>= 5MiB)")
     )
@@ -111,14 +122,18 @@ class Settings:
         default=60.0, metadata=_opt("RELAYPACS_NETWORK_TIMEOUT", float, "seconds a PATCH may send nothing")
     )
     lock_timeout: float = field(
-        default=5.0, metadata=_opt("RELAYPACS_LOCK_TIMEOUT", float, "seconds to wait for a busy upload (then 423)")
+        default=5.0,
+        metadata=_opt("RELAYPACS_LOCK_TIMEOUT", float, "seconds to wait for a busy upload (then 423)"),
     )
     cors_origins: str = field(
-        default="*", metadata=_opt("RELAYPACS_CORS_ORIGINS", str, "comma-separated allowed origins; empty = no CORS")
+        default="*",
+        metadata=_opt("RELAYPACS_CORS_ORIGINS", str, "comma-separated allowed origins; empty = no CORS"),
     )
     trusted_proxies: str = field(
         default="",
-        metadata=_opt("RELAYPACS_TRUSTED_PROXIES", str, "proxy IPs/CIDRs whose Forwarded headers are believed"),
+        metadata=_opt(
+            "RELAYPACS_TRUSTED_PROXIES", str, "proxy IPs/CIDRs whose Forwarded headers are believed"
+        ),
     )
     enable_termination: bool = field(
         default=True, metadata=_opt("RELAYPACS_ENABLE_TERMINATION", _bool, "offer the termination extension")
@@ -126,7 +141,9 @@ class Settings:
     enable_concatenation: bool = field(
         default=True, metadata=_opt("RELAYPACS_ENABLE_CONCATENATION", _bool, "offer concatenation")
     )
-    log_level: str = field(default="info", metadata=_opt("RELAYPACS_LOG_LEVEL", str, "debug, info, warning, error"))
+    log_level: str = field(
+        default="info", metadata=_opt("RELAYPACS_LOG_LEVEL", str, "debug, info, warning, error")
+    )
     log_format: str = field(default="json", metadata=_opt("RELAYPACS_LOG_FORMAT", str, "`json` or `console`"))
     hooks_dir: str = field(
         default="",
@@ -138,7 +155,9 @@ class Settings:
     )
     hooks_enabled_events: str = field(
         default="pre-create,post-create,post-receive,post-terminate,post-finish",
-        metadata=_opt("RELAYPACS_HOOKS_ENABLED_EVENTS", str, "events sent to file/HTTP hooks (tusd's default)"),
+        metadata=_opt(
+            "RELAYPACS_HOOKS_ENABLED_EVENTS", str, "events sent to file/HTTP hooks (tusd's default)"
+        ),
     )
     hooks_timeout: float = field(
         default=30.0,
@@ -154,7 +173,9 @@ class Settings:
     )
     pipeline: str = field(
         default="auto",
-        metadata=_opt("RELAYPACS_PIPELINE", str, "DICOM checks + delivery: `auto` (on with destinations), `on`, `off`"),
+        metadata=_opt(
+            "RELAYPACS_PIPELINE", str, "DICOM checks + delivery: `auto` (on with destinations), `on`, `off`"
+        ),
     )
     destinations: str = field(
         default="",
@@ -166,7 +187,9 @@ class Settings:
     )
     org_root: str = field(
         default="",
-        metadata=_opt("RELAYPACS_ORG_ROOT", str, "UID root for UIDs we create; empty = 2.25.<UUID> (PS3.5 B.2)"),
+        metadata=_opt(
+            "RELAYPACS_ORG_ROOT", str, "UID root for UIDs we create; empty = 2.25.<UUID> (PS3.5 B.2)"
+        ),
     )
     delivery_max_attempts: int = field(
         default=8,
@@ -319,7 +342,9 @@ class Settings:
     )
     header_timeout: float = field(
         default=30.0,
-        metadata=_opt("RELAYPACS_HEADER_TIMEOUT", float, "seconds a client may take to send a request's headers"),
+        metadata=_opt(
+            "RELAYPACS_HEADER_TIMEOUT", float, "seconds a client may take to send a request's headers"
+        ),
     )
     max_connections: int = field(
         default=1000,
@@ -327,7 +352,9 @@ class Settings:
     )
     redis_url: str = field(
         default="",
-        metadata=_opt("RELAYPACS_REDIS_URL", str, "Redis for tokens/limits shared by replicas; empty = in-process"),
+        metadata=_opt(
+            "RELAYPACS_REDIS_URL", str, "Redis for tokens/limits shared by replicas; empty = in-process"
+        ),
     )
     tls_cert: str = field(
         default="", metadata=_opt("RELAYPACS_TLS_CERT", str, "PEM certificate (chain): serve HTTPS")
@@ -354,17 +381,28 @@ class Settings:
         _check(self.store in ("local", "s3"), "RELAYPACS_STORE", self.store, "must be 'local' or 's3'")
         _check(0 <= self.port <= 65535, "RELAYPACS_PORT", self.port, "must be 0..65535")
         _check(self.base_path.startswith("/"), "RELAYPACS_BASE_PATH", self.base_path, "must start with /")
-        _check(self.store != "s3" or bool(self.s3_bucket), "RELAYPACS_S3_BUCKET", "", "is required when store=s3")
-        _check(self.s3_part_size >= 5 * 1024**2, "RELAYPACS_S3_PART_SIZE", self.s3_part_size, "must be >= 5MiB")
-        _check(self.s3_part_size <= 5 * 1024**3, "RELAYPACS_S3_PART_SIZE", self.s3_part_size, "must be <= 5GiB")
+        _check(
+            self.store != "s3" or bool(self.s3_bucket), "RELAYPACS_S3_BUCKET", "", "is required when store=s3"
+        )
+        _check(
+            self.s3_part_size >= 5 * 1024**2, "RELAYPACS_S3_PART_SIZE", self.s3_part_size, "must be >= 5MiB"
+        )
+        _check(
+            self.s3_part_size <= 5 * 1024**3, "RELAYPACS_S3_PART_SIZE", self.s3_part_size, "must be <= 5GiB"
+        )
         _check(self.max_size >= 0, "RELAYPACS_MAX_SIZE", self.max_size, "must be >= 0")
         _check(self.expiration >= 0, "RELAYPACS_EXPIRATION", self.expiration, "must be >= 0")
         _check(self.sweep_interval > 0, "RELAYPACS_SWEEP_INTERVAL", self.sweep_interval, "must be > 0")
         _check(self.network_timeout > 0, "RELAYPACS_NETWORK_TIMEOUT", self.network_timeout, "must be > 0")
         _check(self.lock_timeout >= 0, "RELAYPACS_LOCK_TIMEOUT", self.lock_timeout, "must be >= 0")
-        _check(self.log_format in ("json", "console"), "RELAYPACS_LOG_FORMAT", self.log_format, "json or console")
         _check(
-            self.log_level in ("debug", "info", "warning", "error"), "RELAYPACS_LOG_LEVEL", self.log_level, "bad level"
+            self.log_format in ("json", "console"), "RELAYPACS_LOG_FORMAT", self.log_format, "json or console"
+        )
+        _check(
+            self.log_level in ("debug", "info", "warning", "error"),
+            "RELAYPACS_LOG_LEVEL",
+            self.log_level,
+            "bad level",
         )
         self._check_hooks()
         self._check_pipeline()
@@ -373,7 +411,9 @@ class Settings:
             try:
                 item == "*" or ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise SettingsError(f"RELAYPACS_TRUSTED_PROXIES: {item!r} is not an IP address or network") from None
+                raise SettingsError(
+                    f"RELAYPACS_TRUSTED_PROXIES: {item!r} is not an IP address or network"
+                ) from None
 
     def _check_hooks(self) -> None:
         events = {"pre-create", "post-create", "post-receive", "pre-finish", "post-finish"}
@@ -455,7 +495,8 @@ class Settings:
         )
         _check(
             not self.redis_url or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "RELAYPACS_REDIS_URL", self.redis_url.split("@")[-1], "must be a redis://, rediss:// or unix:// URL",
+            "RELAYPACS_REDIS_URL", self.redis_url.split("@")[-1],
+            "must be a redis://, rediss:// or unix:// URL",
         )  # fmt: skip
         _check(self.header_timeout > 0, "RELAYPACS_HEADER_TIMEOUT", self.header_timeout, "must be > 0")
         _check(self.max_connections >= 0, "RELAYPACS_MAX_CONNECTIONS", self.max_connections, "must be >= 0")

@@ -39,7 +39,12 @@ class RelayServer:
         return self.base_url + self.env.get("RELAYPACS_BASE_PATH", "/files/")
 
     def start(self, timeout: float = 30.0) -> RelayServer:
-        env = {**os.environ, "RELAYPACS_DATA_DIR": str(self.data_dir), "RELAYPACS_PORT": str(self.port), **self.env}
+        env = {
+            **os.environ,
+            "RELAYPACS_DATA_DIR": str(self.data_dir),
+            "RELAYPACS_PORT": str(self.port),
+            **self.env,
+        }
         env.setdefault("RELAYPACS_LOG_LEVEL", "info")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
@@ -104,7 +109,9 @@ def relay_server(tmp_path: Path) -> Iterator[type[RelayServer]]:
     counter = iter(range(1000))
 
     class _Tracked(RelayServer):
-        def __init__(self, env: dict[str, str] | None = None, data_dir: Path | None = None, port: int | None = None):
+        def __init__(
+            self, env: dict[str, str] | None = None, data_dir: Path | None = None, port: int | None = None
+        ):
             super().__init__(data_dir or tmp_path / f"relay{next(counter)}", env, port)
             started.append(self)
 

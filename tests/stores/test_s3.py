@@ -333,17 +333,23 @@ async def test_listings_follow_every_page(s3: StoreSpec, monkeypatch: pytest.Mon
 async def test_every_write_is_checked_by_content_md5(s3: StoreSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     """Payloads are not SHA-256-signed (that would hash on the event loop), so S3 must check each body
     against its Content-MD5: a digest that does not match the bytes is refused."""
-    from relaypacs_tus.stores import s3_objects
+    from relaypacs_tus.stores import s3_objects, s3_writer
 
     async with open_store(s3) as store:
         info = await created(store, 20 * MiB)
-        real = s3_objects._md5_b64
-        monkeypatch.setattr(s3_objects, "_md5_b64", lambda data: real(bytes(data) + b"corrupted on the way"))
+        real = s3_objects.md5_b64
+
+        def wrong(data: bytes | bytearray) -> str:
+            return real(bytes(data) + b"corrupted on the way")
+
+        monkeypatch.setattr(s3_objects, "md5_b64", wrong)
+        monkeypatch.setattr(s3_writer, "md5_b64", wrong)
         with pytest.raises(errors.StoreUnavailable):
             await append(store, info.id, pattern(6 * MiB))  # the part upload is refused
         with pytest.raises(errors.StoreUnavailable):
             await store.put_document("records/x.json", b"{}")
-        monkeypatch.setattr(s3_objects, "_md5_b64", real)
+        monkeypatch.setattr(s3_objects, "md5_b64", real)
+        monkeypatch.setattr(s3_writer, "md5_b64", real)
         assert (await store.get(info.id)).offset == 0
         data = pattern(20 * MiB)
         await append(store, info.id, data)

@@ -90,11 +90,11 @@ async def content_md5(data: bytes | bytearray) -> str:
     """Content-MD5 (base64) of a body: S3 refuses the write if the bytes it got differ (BadDigest).
     Large bodies are hashed in a worker thread (hashlib releases the GIL) to keep the event loop free."""
     if len(data) < INLINE_HASH_BYTES:
-        return _md5_b64(data)
-    return await anyio.to_thread.run_sync(_md5_b64, data)
+        return md5_b64(data)
+    return await anyio.to_thread.run_sync(md5_b64, data)
 
 
-def _md5_b64(data: bytes | bytearray) -> str:
+def md5_b64(data: bytes | bytearray) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
 
 
@@ -141,7 +141,7 @@ class UploadObjects:
                 Bucket=self.bucket,
                 Key=self.info_key,
                 Body=body,
-                ContentMD5=_md5_b64(body),
+                ContentMD5=md5_b64(body),
                 ContentType="application/json",
                 **extra,
             )
@@ -186,8 +186,10 @@ class UploadObjects:
                 return parts
             marker = next_marker
 
-    async def upload_part(self, multipart_id: str, number: int, data: bytes | bytearray) -> str:
-        md5 = await content_md5(data)
+    async def upload_part(
+        self, multipart_id: str, number: int, data: bytes | bytearray, md5: str | None = None
+    ) -> str:
+        md5 = md5 or await content_md5(data)
         with translated("upload_part"):
             resp = await self.client.upload_part(
                 Bucket=self.bucket,
@@ -282,7 +284,7 @@ class UploadObjects:
     async def put_final_empty(self, content_type: str) -> None:
         with translated("put_final"):
             await self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=b"", ContentMD5=_md5_b64(b""), ContentType=content_type
+                Bucket=self.bucket, Key=self.key, Body=b"", ContentMD5=md5_b64(b""), ContentType=content_type
             )
 
     async def read_final(self, chunk_size: int) -> AsyncIterator[bytes]:
@@ -319,8 +321,8 @@ class Sink:
             raise errors.TusError("the upload has no multipart upload")
         return self._doc.state.multipart_id
 
-    async def upload_part(self, number: int, data: bytes | bytearray) -> None:
-        await self._objects.upload_part(self._multipart_id, number, data)
+    async def upload_part(self, number: int, data: bytes | bytearray, md5: str) -> None:
+        await self._objects.upload_part(self._multipart_id, number, data, md5)
 
     async def put_tail(self, data: bytes, next_part: int) -> None:
         await self._objects.put_tail(data, next_part)

@@ -19,6 +19,7 @@ import structlog
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
 from .s3_layout import MAX_PART_NUMBER, MIN_PART_SIZE, S3State, View
+from .s3_objects import md5_b64
 
 log = structlog.get_logger("relaypacs_tus.stores.s3")
 
@@ -29,7 +30,7 @@ SALVAGE_TIMEOUT = 60.0
 class PartSink(Protocol):
     """The S3 objects of one upload, as the writer needs them."""
 
-    async def upload_part(self, number: int, data: bytes | bytearray) -> None: ...
+    async def upload_part(self, number: int, data: bytes | bytearray, md5: str) -> None: ...
 
     async def put_tail(self, data: bytes, next_part: int) -> None: ...
 
@@ -47,8 +48,9 @@ class PartLimitReached(errors.TusError):
 class _InFlight:
     """One part upload running beside the body; never raises into the task group."""
 
-    def __init__(self, number: int, data: bytearray) -> None:
+    def __init__(self, number: int, data: bytearray, md5: str) -> None:
         self.number = number
+        self.md5 = md5
         self.data: bytearray | None = data
         self.done = anyio.Event()
         self.ok = False
@@ -57,7 +59,7 @@ class _InFlight:
     async def run(self, sink: PartSink) -> None:
         try:
             assert self.data is not None
-            await sink.upload_part(self.number, self.data)
+            await sink.upload_part(self.number, self.data, self.md5)
             self.ok = True
         except Exception as exc:
             self.error = exc
@@ -149,8 +151,9 @@ class ChunkWriter:
             await anyio.to_thread.run_sync(self._verifier.update, memoryview(data)[start:])
 
     async def _ship(self, data: bytearray, unhashed: int, *, refill: bool = True) -> None:
-        """Hash, then upload ``data`` as the next part once the previous one is in."""
-        await self._hash(data, unhashed)
+        """Hash (while the previous part is still uploading), then upload ``data`` as the next part once
+        the previous one is in."""
+        md5 = await anyio.to_thread.run_sync(_digest, data, unhashed, self._verifier)
         await self._settle_inflight()
         number = self._next
         if number > MAX_PART_NUMBER:
@@ -160,7 +163,7 @@ class ChunkWriter:
             await self._sink.save_state(self._state)
         self._next += 1
         self._shipped = True
-        self._inflight = _InFlight(number, data)
+        self._inflight = _InFlight(number, data, md5)
         assert self._tg is not None
         self._tg.start_soon(self._inflight.run, self._sink)
         if refill:
@@ -266,3 +269,10 @@ class ChunkWriter:
             return
         tail_written = await self._store_remainder()
         await self._commit(tail_written)
+
+
+def _digest(data: bytearray, unhashed: int, verifier: ChecksumVerifier | None) -> str:
+    """In a worker thread: feed the body's bytes to the verifier; return the part's Content-MD5."""
+    if verifier is not None and unhashed < len(data):
+        verifier.update(memoryview(data)[unhashed:])
+    return md5_b64(data)

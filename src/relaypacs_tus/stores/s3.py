@@ -186,7 +186,8 @@ class S3Store:
         object). A multipart upload that vanished without a final object is a lost upload: 404."""
         listed = await objects.list_parts(doc.state.multipart_id)
         if listed is None:
-            if await objects.final_size() == doc.info.size:
+            final = await objects.final_size()
+            if final is not None and final == doc.info.size:
                 return None
             log.warning("s3.multipart_missing", upload_id=doc.info.id)
             raise errors.UploadNotFound()

@@ -201,9 +201,10 @@ async def test_completed_upload_whose_info_was_not_updated_reports_complete(s3: 
         assert await read_all(store, info.id) == data
 
 
-async def test_vanished_multipart_upload_is_not_taken_for_completion(s3: StoreSpec) -> None:
+@pytest.mark.parametrize("size", [20 * MiB, None], ids=["known-length", "deferred-length"])
+async def test_vanished_multipart_upload_is_not_taken_for_completion(s3: StoreSpec, size: int | None) -> None:
     async with open_store(s3) as store:
-        info = await created(store, 20 * MiB)
+        info = await created(store, size)
         await append(store, info.id, pattern(6 * MiB))
         for up in await multipart_uploads(s3):  # e.g. a lifecycle rule aborted it
             async with raw_client(s3) as raw:

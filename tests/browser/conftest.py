@@ -43,7 +43,9 @@ def _failed(request: pytest.FixtureRequest) -> bool:
     return request.node.stash.get(FAILED, False)
 
 
-@pytest.fixture(scope="session")
+# Module scope: sync Playwright runs an asyncio loop in the main thread while it is open, which would
+# break every later test that starts its own loop (anyio.run, asyncio.run) in the same pytest session.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(

@@ -19,8 +19,11 @@ def brief(m: dict[str, Any], scenario: Scenario) -> str:
     if "error" in m:
         return "ERROR " + str(m["error"])[:300]
     value = m.get(scenario.metric, 0.0)
-    return (f"{value:8.1f} {scenario.unit}  p50 {m.get('patch_p50_ms', 0):6.1f} ms  p99 {m.get('patch_p99_ms', 0):6.1f} ms"
-            f"  cpu {m.get('cpu_s', 0):5.2f} s  peak +{m.get('peak_above_before', 0) / MB:5.1f} MB")  # fmt: skip
+    p50, p99 = m.get("patch_p50_ms", 0), m.get("patch_p99_ms", 0)
+    return (
+        f"{value:8.1f} {scenario.unit}  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+        f"  cpu {m.get('cpu_s', 0):5.2f} s  peak +{m.get('peak_above_before', 0) / MB:5.1f} MB"
+    )
 
 
 def _median(values: list[float]) -> float | None:
@@ -65,14 +68,19 @@ def _metric(scenarios: list[Scenario], key: str) -> str:
 def render(results: dict[str, Any]) -> str:
     plan = [Scenario(**s) for s in results["scenarios"]]
     rounds = results.get("rounds", [])
-    out = [f"# RelayPACS-tus benchmark{' (quick)' if results.get('quick') else ''}", "",
-           f"Command: `{results['command']}` · {results['runs']} run(s), medians · "
-           f"{results.get('minutes', '?')} min · {_machine(results['machine'])}", ""]  # fmt: skip
+    out = [
+        f"# RelayPACS-tus benchmark{' (quick)' if results.get('quick') else ''}",
+        "",
+        f"Command: `{results['command']}` · {results['runs']} run(s), medians · "
+        f"{results.get('minutes', '?')} min · {_machine(results['machine'])}",
+        "",
+    ]
     out += _throughput_table(plan, rounds, LOCAL_CONFIGS)
     out += _ratio_table(plan, rounds)
     out += _latency_cpu_rss(plan, rounds, LOCAL_CONFIGS)
     out += _memory_table(results.get("memory"))
-    out += _s3_section(plan, results.get("s3", {}))
+    s3 = results.get("s3", {})
+    out += _s3_section([Scenario(**x) for x in s3.get("scenarios", [])] or plan, s3)
     out += _targets(plan, rounds, results)
     out += _notes(results)
     return "\n".join(out) + "\n"
@@ -80,8 +88,10 @@ def render(results: dict[str, Any]) -> str:
 
 def _machine(m: dict[str, Any]) -> str:
     load = m.get("load_before") or []
-    return (f"{m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, Linux {m.get('kernel')}, "
-            f"Python {m.get('python')}, Node {m.get('node')}, load before {', '.join(f'{x:.1f}' for x in load)}")  # fmt: skip
+    return (
+        f"{m.get('cores')} cores ({m.get('cpu')}), {m.get('memory_gb')} GB, Linux {m.get('kernel')}, "
+        f"Python {m.get('python')}, Node {m.get('node')}, load before {', '.join(f'{x:.1f}' for x in load)}"
+    )
 
 
 def _throughput_table(plan: list[Scenario], rounds: list[dict[str, Any]], configs: list[Config]) -> list[str]:
@@ -94,9 +104,12 @@ def _throughput_table(plan: list[Scenario], rounds: list[dict[str, Any]], config
 
 
 def _ratio_table(plan: list[Scenario], rounds: list[dict[str, Any]]) -> list[str]:
-    lines = ["## RelayPACS-tus (local) as ratios, measured within each run (median over runs)", "",
-             "| scenario | ÷ @tus/server | ÷ tuspyserver | ÷ fastest peer | ÷ sink | sha1 on ÷ off |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "## RelayPACS-tus (local) as ratios, measured within each run (median over runs)",
+        "",
+        "| scenario | ÷ @tus/server | ÷ tuspyserver | ÷ fastest peer | ÷ sink | sha1 on ÷ off |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in plan:
         r = [
             _ratio_per_run(rounds, s.key, s.metric, "ours", "tus-node"),
@@ -114,13 +127,20 @@ def _latency_cpu_rss(plan: list[Scenario], rounds: list[dict[str, Any]], configs
     sep = "|---" * (len(configs) + 1) + "|"
     lines = ["## PATCH latency, CPU time and memory (medians)", "", f"| | {labels} |", sep]
     for s in plan:
-        for field, name, scale, digits in (("patch_p50_ms", "PATCH p50 ms", 1, 1), ("patch_p99_ms", "PATCH p99 ms", 1, 1),
-                                           ("cpu_s", "server CPU s", 1, 2),
-                                           ("peak_above_before", "peak RSS above start, MB", MB, 1)):  # fmt: skip
+        for field, name, scale, digits in (
+            ("patch_p50_ms", "PATCH p50 ms", 1, 1),
+            ("patch_p99_ms", "PATCH p99 ms", 1, 1),
+            ("cpu_s", "server CPU s", 1, 2),
+            ("peak_above_before", "peak RSS above start, MB", MB, 1),
+        ):
             if field.startswith("patch") and s.key != "concurrent":
                 continue
-            cells = [_fmt(None if (v := _median(_value(rounds, s.key, c.key, field))) is None else v / scale, digits)
-                     for c in configs]  # fmt: skip
+            cells = [
+                _fmt(
+                    None if (v := _median(_value(rounds, s.key, c.key, field))) is None else v / scale, digits
+                )
+                for c in configs
+            ]
             lines.append(f"| {s.key}: {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
@@ -136,9 +156,12 @@ def _memory_table(memory: dict[str, Any] | None) -> list[str]:
     if not memory:
         return []
     sizes = [k for k in next(iter(memory.values())) if k.endswith("MiB")]
-    lines = ["## Memory: one upload as a single PATCH, each server fresh (peak RSS above its idle RSS)", "",
-             "| server | idle RSS MB | " + " | ".join(f"{s} upload: peak above idle MB" for s in sizes) + " |",
-             "|---" * (len(sizes) + 2) + "|"]  # fmt: skip
+    lines = [
+        "## Memory: one upload as a single PATCH, each server fresh (peak RSS above its idle RSS)",
+        "",
+        "| server | idle RSS MB | " + " | ".join(f"{s} upload: peak above idle MB" for s in sizes) + " |",
+        "|---" * (len(sizes) + 2) + "|",
+    ]
     for key, row in memory.items():
         cells = [
             _fmt(row[s].get("peak_above_idle", 0) / MB) if "error" not in row[s] else "error" for s in sizes
@@ -152,6 +175,10 @@ def _s3_section(plan: list[Scenario], s3: dict[str, Any]) -> list[str]:
     if "skipped" in s3:
         return [*lines, f"Skipped: {s3['skipped']}.", ""]
     rounds = s3.get("rounds", [])
+    lines.append(
+        f"{len(rounds)} run(s), medians; same data and sizes as above except the number of small uploads."
+    )
+    lines.append("")
     lines += _throughput_table(plan, rounds, S3_CONFIGS)[2:-1]
     lines += ["", "| scenario | ours ÷ aioboto3 alone | ours + sha1 ÷ aioboto3 alone |", "|---|---|---|"]
     for s in plan:
@@ -171,21 +198,35 @@ def targets(
         peer = _ratio_per_run(rounds, key, metric, "ours", PEERS)
         sink = _ratio_per_run(rounds, key, metric, "ours", "sink")
         sha = _ratio_per_run(rounds, key, metric, "ours+sha1", "ours")
-        out += [(f"{key}: local ÷ fastest peer ≥ 1.00", peer, 1.0, peer is not None and peer >= 1.0),
-                (f"{key}: local ÷ sink ≥ 0.85", sink, 0.85, sink is not None and sink >= 0.85),
-                (f"{key}: sha1 on ÷ off ≥ 0.75", sha, 0.75, sha is not None and sha >= 0.75)]  # fmt: skip
+        out += [
+            (f"{key}: local ÷ fastest peer ≥ 1.00", peer, 1.0, peer is not None and peer >= 1.0),
+            (f"{key}: local ÷ sink ≥ 0.85", sink, 0.85, sink is not None and sink >= 0.85),
+            (f"{key}: sha1 on ÷ off ≥ 0.75", sha, 0.75, sha is not None and sha >= 0.75),
+        ]
     small = _ratio_per_run(rounds, "small", "uploads_per_s", "ours", "tus-node")
     out.append(
         ("small: local uploads/s ÷ @tus/server ≥ 1.00", small, 1.0, small is not None and small >= 1.0)
     )
     for key in ("single-8", "single-64"):
         peak = _median(_value(rounds, key, "ours", "peak_above_before"))
-        out.append((f"{key}: peak RSS above start ≤ 40 MB", None if peak is None else peak / MB, 40.0,
-                    peak is not None and peak <= 40 * MB))  # fmt: skip
+        out.append(
+            (
+                f"{key}: peak RSS above start ≤ 40 MB",
+                None if peak is None else peak / MB,
+                40.0,
+                peak is not None and peak <= 40 * MB,
+            )
+        )
     for size, row in (results.get("memory", {}).get("relaypacs-local") or {}).items():
         if size.endswith("MiB") and "error" not in row:
-            out.append((f"memory, {size} single PATCH: peak above idle ≤ 40 MB", row["peak_above_idle"] / MB, 40.0,
-                        row["peak_above_idle"] <= 40 * MB))  # fmt: skip
+            out.append(
+                (
+                    f"memory, {size} single PATCH: peak above idle ≤ 40 MB",
+                    row["peak_above_idle"] / MB,
+                    40.0,
+                    row["peak_above_idle"] <= 40 * MB,
+                )
+            )
     s3_rounds = results.get("s3", {}).get("rounds", [])
     for key in THROUGHPUT if s3_rounds else ():
         r = _ratio_per_run(s3_rounds, key, _metric(plan, key), "ours-s3", "aioboto3")
@@ -194,8 +235,12 @@ def targets(
 
 
 def _targets(plan: list[Scenario], rounds: list[dict[str, Any]], results: dict[str, Any]) -> list[str]:
-    lines = ["## Targets (issue 2, local store; ratios within a run, median over runs)", "",
-             "| target | measured | holds |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        "## Targets (issue 2, local store; ratios within a run, median over runs)",
+        "",
+        "| target | measured | holds |",
+        "|---|---|---|",
+    ]
     for name, value, _limit, holds in targets(plan, rounds, results):
         lines.append(f"| {name} | {_fmt(value, 2)} | {'yes' if holds else '**no**'} |")
     return [*lines, ""]
@@ -203,20 +248,29 @@ def _targets(plan: list[Scenario], rounds: list[dict[str, Any]], results: dict[s
 
 def _notes(results: dict[str, Any]) -> list[str]:
     lines = ["## How it was measured", ""]
-    for key, server in results.get("servers", {}).items():
+    for server in results.get("servers", {}).values():
         lines.append(f"- **{server['label']}**: {server['note']}.")
     lines += [
         "- Checksums: only RelayPACS-tus implements the tus checksum extension; its `+ sha1` column sends "
-        "`Upload-Checksum: sha1 …` on every PATCH. @tus/server and tuspyserver lack the extension (they would "
-        "ignore the header), so they run without.",
-        "- Load generator: a separate process per measurement (blocking sockets, one `sendall` of a memoryview per "
-        "PATCH body, sha1 digests computed before timing). The sink column shows it is not the bottleneck.",
-        "- Data: the same seeded random bytes for every server (incompressible); every upload's size is checked "
-        "after each scenario and the first upload's SHA-256 in the first run; then the uploads are deleted.",
-        "- MB = 10^6 bytes. Ratios are computed within one run (same machine state), then the median is taken.",
+        "`Upload-Checksum: sha1 …` on every PATCH. @tus/server and tuspyserver lack the extension "
+        "(they would ignore the header), so they run without.",
+        "- Load generator: a separate process per measurement (blocking sockets, one `sendall` of a "
+        "memoryview per PATCH body, sha1 digests computed before timing). The sink column shows it is not "
+        "the bottleneck.",
+        "- Data: the same seeded random bytes for every server (incompressible); every upload's size is "
+        "checked after each scenario and the first upload's SHA-256 in the first run; then the uploads are "
+        "deleted.",
+        "- MB = 10^6 bytes. Ratios are computed within one run (same machine state), then the median is "
+        "taken.",
     ]
-    errors = [(i, s, c, m["error"]) for i, r in enumerate(results.get("rounds", [])) for s, row in r.items()
-              for c, m in row.items() if "error" in m]  # fmt: skip
+    all_rounds = results.get("rounds", []) + results.get("s3", {}).get("rounds", [])
+    errors = [
+        (i, s, c, m["error"])
+        for i, r in enumerate(all_rounds)
+        for s, row in r.items()
+        for c, m in row.items()
+        if "error" in m
+    ]
     for i, s, c, e in errors:
         lines.append(f"- ERROR in run {i + 1}, {s}, {c}: {e[:300]}")
     return [*lines, ""]

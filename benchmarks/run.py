@@ -45,8 +45,11 @@ def log(msg: str) -> None:
 def _child(module: str, spec: dict[str, Any]) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", module, json.dumps(spec)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=servers.ROOT,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=servers.ROOT,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if line != "READY":
@@ -56,7 +59,8 @@ def _child(module: str, spec: dict[str, Any]) -> subprocess.Popen[str]:
 
 
 def _timed(proc: subprocess.Popen[str], sampled_pid: int) -> tuple[dict[str, Any], servers.Sampler]:
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
+    assert proc.stdout is not None
     with servers.Sampler(sampled_pid) as sampler:
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -67,7 +71,7 @@ def _timed(proc: subprocess.Popen[str], sampled_pid: int) -> tuple[dict[str, Any
 
 
 def measure(
-    server: servers.Server | None, scenario: Scenario, config: Config, ctx: Context
+    server: servers.Server | None, scenario: Scenario, config: Config, ctx: Context, *, check: bool = True
 ) -> dict[str, Any]:
     """Run one scenario against one config; returns its figures (or an ``error``)."""
     if config.direct:
@@ -75,7 +79,8 @@ def measure(
         proc = _child("benchmarks.s3direct", spec)
         result, sampler = _timed(proc, proc.pid)
     else:
-        assert server is not None and server.proc is not None
+        assert server is not None
+        assert server.proc is not None
         spec = {**scenario.spec, "port": server.port, "base": server.base, "checksum": config.checksum}
         result, sampler = _timed(_child("benchmarks.loadgen", spec), server.proc.pid)
     result.update(
@@ -84,7 +89,7 @@ def measure(
         rss_before=sampler.rss_before,
         peak_above_before=sampler.peak - sampler.rss_before,
     )
-    if "error" not in result:
+    if "error" not in result and check:
         result["verified"] = ctx.verify(server, config, scenario, result)
     if server is not None and server.proc is not None:
         wait_idle(server.proc.pid)
@@ -119,8 +124,13 @@ class Context:
 
     def s3_spec(self, bucket: str) -> dict[str, Any]:
         s3 = self.s3
-        return {"endpoint": s3.endpoint_url, "access_key": s3.access_key, "secret_key": s3.secret_key,
-                "region": s3.region, "bucket": bucket}  # fmt: skip
+        return {
+            "endpoint": s3.endpoint_url,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+            "region": s3.region,
+            "bucket": bucket,
+        }
 
     def verify(
         self, server: servers.Server | None, config: Config, scenario: Scenario, result: dict[str, Any]
@@ -206,7 +216,7 @@ def memory(ctx: Context, quick: bool, factories: dict[str, Any]) -> dict[str, di
         server = factory()
         server.start(ctx.workdir / "memory")
         try:
-            warm_up(server)
+            warm_up(server, ctx)
             wait_idle(server.proc.pid)
             idle = server.rss()
             row: dict[str, Any] = {"idle_rss": idle}
@@ -221,26 +231,28 @@ def memory(ctx: Context, quick: bool, factories: dict[str, Any]) -> dict[str, di
     return out
 
 
-def warm_up(server: servers.Server) -> None:
+def warm_up(server: servers.Server, ctx: Context) -> None:
     """A few small and one 8 MiB upload: imports, JIT and buffers settle before anything is timed."""
-    ctx = Context(server.data_dir, full_check=False)
-    for spec in ({"scenario": "small", "size": 4096, "count": 20, "workers": 2},
-                 {"scenario": "single", "size": 8 * MiB, "patch": 8 * MiB}):  # fmt: skip
-        m = measure(server, Scenario("warmup", "", spec), Config(server.key, server.key, server.key), ctx)
+    config = Config(server.key, server.key, server.key, s3=server.key.endswith("-s3"))
+    for spec in (
+        {"scenario": "small", "size": 4096, "count": 20, "workers": 2},
+        {"scenario": "single", "size": 8 * MiB, "patch": 8 * MiB},
+    ):
+        m = measure(server, Scenario("warmup", "", spec), config, ctx, check=False)
         if "error" in m:
             raise RuntimeError(f"{server.label} failed its warm-up: {m['error']}")
 
 
 @contextlib.contextmanager
-def started(factories: dict[str, Any], workdir: Path) -> Iterator[dict[str, servers.Server]]:
+def started(factories: dict[str, Any], ctx: Context) -> Iterator[dict[str, servers.Server]]:
     running: dict[str, servers.Server] = {}
     try:
         for key, factory in factories.items():
             server = factory()
             log(f"starting {server.label}")
-            server.start(workdir)
-            warm_up(server)
+            server.start(ctx.workdir)
             running[key] = server
+            warm_up(server, ctx)
         yield running
     finally:
         for server in running.values():
@@ -256,7 +268,8 @@ def ensure_peers() -> None:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peers, check=True)
 
 
-def s3_block(args: argparse.Namespace, ctx: Context, plan: list[Scenario]) -> dict[str, Any]:
+def s3_block(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
+    plan = scenarios(args.quick, s3=True)
     try:
         from tests.services.ports import free_port_block
         from tests.services.seaweedfs import S3Server, find_weed
@@ -272,30 +285,43 @@ def s3_block(args: argparse.Namespace, ctx: Context, plan: list[Scenario]) -> di
         for bucket in (ctx.ours_bucket, ctx.direct_bucket):
             ctx.s3.create_bucket(bucket, exist_ok=True)
         factories = {"relaypacs-s3": lambda: servers.relaypacs("s3", lambda: ctx.s3.env(ctx.ours_bucket))}
-        with started(factories, ctx.workdir) as running:
-            runs = args.s3_runs if args.s3_runs is not None else args.runs
-            return {"rounds": rounds(runs, plan, S3_CONFIGS, running, ctx)}
+        with started(factories, ctx) as running:
+            runs = args.s3_runs or (1 if args.quick else 2)
+            return {
+                "rounds": rounds(runs, plan, S3_CONFIGS, running, ctx),
+                "scenarios": [vars(s) for s in plan],
+            }
     finally:
         ctx.s3.stop()
 
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "kernel": platform.release(), "python": platform.python_version(), "node": node,
-            "load_before": os.getloadavg()}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "load_before": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 1 run: a smoke check")
     parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 3; --quick 1)")
-    parser.add_argument("--s3-runs", type=int, default=None, help="runs of the S3 block (default: --runs)")
+    parser.add_argument(
+        "--s3-runs", type=int, default=None, help="runs of the S3 block (default 2; --quick 1)"
+    )
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 block")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory block")
+    parser.add_argument("--no-local", action="store_true", help="skip the local-store runs (S3 only)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the .md and .json")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server logs)")
     args = parser.parse_args(argv)
@@ -304,18 +330,28 @@ def main(argv: list[str] | None = None) -> int:
     plan = scenarios(args.quick)
     workdir = Path(tempfile.mkdtemp(prefix="relaypacs-bench-"))
     started_at = time.time()
-    results: dict[str, Any] = {"command": _command(argv), "quick": args.quick, "runs": args.runs, "machine": machine(),
-                               "scenarios": [vars(s) for s in plan]}  # fmt: skip
+    results: dict[str, Any] = {
+        "command": _command(argv),
+        "quick": args.quick,
+        "runs": args.runs,
+        "machine": machine(),
+        "scenarios": [vars(s) for s in plan],
+    }
     ctx = Context(workdir, full_check=True)
     try:
-        factories = {"sink": servers.sink, "relaypacs-local": servers.relaypacs, "tus-node": servers.tus_node,
-                     "tuspyserver": servers.tuspyserver}  # fmt: skip
-        with started(factories, workdir) as running:
-            results["servers"] = {k: {"label": s.label, "note": s.note} for k, s in running.items()}
-            results["rounds"] = rounds(args.runs, plan, LOCAL_CONFIGS, running, ctx)
+        factories = {
+            "sink": servers.sink,
+            "relaypacs-local": servers.relaypacs,
+            "tus-node": servers.tus_node,
+            "tuspyserver": servers.tuspyserver,
+        }
+        if not args.no_local:
+            with started(factories, ctx) as running:
+                results["servers"] = {k: {"label": s.label, "note": s.note} for k, s in running.items()}
+                results["rounds"] = rounds(args.runs, plan, LOCAL_CONFIGS, running, ctx)
         if not args.no_memory:
             results["memory"] = memory(ctx, args.quick, factories)
-        results["s3"] = {"skipped": "--no-s3"} if args.no_s3 else s3_block(args, ctx, plan)
+        results["s3"] = {"skipped": "--no-s3"} if args.no_s3 else s3_block(args, ctx)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

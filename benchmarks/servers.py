@@ -283,5 +283,6 @@ def sink() -> Server:
             *UVICORN_FAST,
         ],
         env=lambda port, d: {"BENCH_SINK_DIR": str(d)},
-        note="raw ASGI app, uvicorn with uvloop + httptools, no access log; writes each body chunk, checks nothing",
+        note="raw ASGI app, uvicorn with uvloop + httptools, no access log; "
+        "writes each body chunk, checks nothing",
     )

@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "relaypacs-local": servers.relaypacs,
             "tus-node": servers.tus_node,
             "tuspyserver": servers.tuspyserver,
+            "sink-thread": servers.sink_thread,
         }
         if not args.no_local:
             with started(factories, ctx) as running:

@@ -73,6 +73,7 @@ LOCAL_CONFIGS = [
     Config("tus-node", "tus-node", "@tus/server 2.x", peer=True),
     Config("tuspyserver", "tuspyserver", "tuspyserver 4.4.3", peer=True),
     Config("sink", "sink", "sink (raw ASGI)"),
+    Config("sink-thread", "sink-thread", "sink, writes in a thread"),
 ]
 S3_CONFIGS = [
     Config("ours-s3", "relaypacs-s3", "RelayPACS-tus (S3)", s3=True),

@@ -286,3 +286,15 @@ def sink() -> Server:
         note="raw ASGI app, uvicorn with uvloop + httptools, no access log; "
         "writes each body chunk, checks nothing",
     )
+
+
+def sink_thread() -> Server:
+    base = sink()
+    return Server(
+        key="sink-thread",
+        label="sink, writes in a thread",
+        argv=base.argv,
+        env=lambda port, d: {"BENCH_SINK_DIR": str(d), "BENCH_SINK_THREAD": "1"},
+        note="the same sink, but file writes go to a worker thread in 4 MiB batches (as the house rules "
+        "require of a server): the limit for a Python server that keeps file I/O off its event loop",
+    )

@@ -4,10 +4,11 @@ writes (and hashes) the previous batch, so neither waits for the other.
 Why this shape (measured with ``benchmarks/``, 1 GiB in 8 MiB PATCHes on a 2-core VM):
 
 * one ``os.write`` per received chunk (64-256 KiB) rather than one ``writev`` of the whole batch: a large
-  write makes the kernel allocate large page-cache folios, which cost 2-3x more per byte here (``dd`` with
-  bs=64K vs bs=4M shows the same); the trivial sink and the peers write chunk by chunk too;
+  write makes the kernel allocate large page-cache folios, which on a VM whose host reclaims freed memory
+  cost 2-3x more per byte (``dd`` bs=64K vs bs=4M showed the same); the sink and the peers write chunk by
+  chunk too;
 * double buffering: at most one batch in the thread and one being received, so memory per PATCH is about
-  ``2 x flush`` bytes whatever the PATCH size;
+  ``2 x flush`` bytes whatever the PATCH size (the store picks ``flush``);
 * one thread hop for a body shorter than ``flush`` (open, write, verify, close together): small uploads
   are dominated by hops, not bytes.
 

@@ -71,15 +71,7 @@ class LocalStore:
         self._write_info(info)
 
     def _write_info(self, info: UploadInfo) -> None:
-        path = self._info_path(info.id)
-        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-        data = json.dumps(info.to_json(), separators=(",", ":")).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        _atomic_write(self._info_path(info.id), json.dumps(info.to_json(), separators=(",", ":")).encode())
 
     async def save_info(self, info: UploadInfo) -> None:
         await anyio.to_thread.run_sync(self._write_info, info)
@@ -205,13 +197,7 @@ class LocalStore:
     def _put_document_sync(self, key: str, data: bytes) -> None:
         path = self._document_path(key)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        _atomic_write(path, data, hidden=True)
 
     async def get_document(self, key: str) -> bytes:
         try:
@@ -229,3 +215,17 @@ class LocalStore:
 
     async def delete_document(self, key: str) -> None:
         await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
+
+
+def _atomic_write(path: Path, data: bytes, *, hidden: bool = False) -> None:
+    """Write a small file so readers see the old or the new content, never a mix (temp file + rename),
+    readable by the server's user only (it may hold PHI in metadata)."""
+    tmp = path.with_name(f"{'.' if hidden else ''}{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

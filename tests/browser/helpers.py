@@ -6,13 +6,14 @@ import hashlib
 import io
 import json
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from tests.services.waiting import wait_until
 
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -88,14 +89,7 @@ def jpeg_photo(name: str, width: int = 1200, height: int = 900) -> SampleFile:
 
 def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
     """Poll ``condition()`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    return wait_until(condition, timeout, what, interval)
 
 
 # -- the server's JSON log ---------------------------------------------------------------------------

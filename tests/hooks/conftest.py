@@ -6,7 +6,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +16,7 @@ import pytest
 from relaypacs_tus.tus.events import HookEvent, HookType, HTTPRequest
 from relaypacs_tus.tus.store import UploadInfo
 from tests.services.ports import free_port
+from tests.services.waiting import wait_until
 
 
 def make_event(kind: HookType = HookType.PRE_FINISH, **upload: object) -> HookEvent:
@@ -82,11 +83,4 @@ def hook_endpoint() -> Iterator[HookEndpoint]:
     server.server_close()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+wait_for = wait_until

@@ -10,7 +10,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import httpx
 import jwt
 
 from tests.services.server import RelayServer
+from tests.services.waiting import wait_until as wait_until  # re-exported for the tests here
 
 SECRET = "test-secret-that-is-long-enough-for-hs256!"
 ISSUER = "https://idp.example.test/realms/radiology"
@@ -151,17 +152,6 @@ def audit_entries(server: RelayServer) -> list[dict[str, Any]]:
 
 def audit_text(server: RelayServer) -> str:
     return "".join(p.read_text() for p in sorted((server.data_dir / "audit").glob("*.jsonl")))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

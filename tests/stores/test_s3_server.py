@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tusclient import client
+
+from tests.services.waiting import wait_until
 
 from .harness import MiB, pattern
 
@@ -32,12 +33,7 @@ def s3_env(s3_server: Any, bucket: str, **extra: str) -> dict[str, str]:
     }
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what} after {timeout}s")
-        time.sleep(0.1)
+wait_for = wait_until
 
 
 def object_bytes(s3_server: Any, bucket: str, key: str) -> bytes:

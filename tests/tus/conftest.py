@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import http.client
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from tests.services.server import RelayServer
+from tests.services.waiting import wait_until as wait_until  # re-exported for the tests here
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTET = "application/offset+octet-stream"
@@ -179,18 +179,6 @@ def check_row(helper: TusHelper, row: Row) -> None:
         helper.assert_unharmed(url, before)
     else:
         helper.assert_serving()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def start_server(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> RelayServer:

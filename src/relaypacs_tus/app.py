@@ -78,7 +78,7 @@ async def open_store(settings: Settings) -> AsyncIterator[UploadStore]:
         return
     from .stores.local import LocalStore
 
-    local = LocalStore(settings.data_dir / "uploads")
+    local = LocalStore(settings.data_dir / "uploads", inline_io=settings.local_inline_io)
     try:
         yield local
     finally:

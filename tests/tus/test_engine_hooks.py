@@ -224,14 +224,14 @@ async def test_sweeper_finishes_uploads_a_crash_left_unfinished(make_engine: Cal
     info = (await engine.create(creation(3), REQ)).info
     # The bytes land but the process "dies" before the finishing step: write through the store only.
     await engine.store.append(await engine.store.get(info.id), body(b"xyz"))
-    assert not (await engine.store.get(info.id)).finished
+    assert not (await engine.store.get(info.id)).accepted
     clock.now = (await engine.store.get(info.id)).updated_at + 1
     await engine.sweep()
     assert "pre-finish" not in hooks.types(), "too fresh: a request may still be finishing it"
     clock.now += 10
     await engine.sweep()
     await hooks.wait_for(HookType.POST_FINISH)
-    assert (await engine.store.get(info.id)).finished
+    assert (await engine.store.get(info.id)).accepted
     assert "pre-finish" in hooks.types()
 
 
@@ -346,3 +346,37 @@ async def test_pre_create_id_that_cannot_be_used_is_a_500(
     with pytest.raises(errors.HookFailed):
         await engine.create(creation(), REQ)
     assert [i async for i in engine.store.list_ids()] == [taken]
+
+
+async def test_only_the_owner_can_make_a_busy_upload_let_go(make_engine: Callable[..., Engine]) -> None:
+    """A request for a busy upload asks the holder to let go (a retry after a lost connection takes over
+    at once). Someone else's request must not have that power: it gets the 404 of an unknown upload while
+    the owner's body keeps flowing."""
+    engine = make_engine(Recorder())
+    info = (await engine.create(creation(6), REQ, principal="alice")).info
+    holding, go_on = anyio.Event(), anyio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"abc"
+        holding.set()
+        await go_on.wait()
+        yield b"def"
+
+    async with anyio.create_task_group() as tg:
+        outcome: list[int] = []
+
+        async def owner() -> None:
+            patch = Patch(offset=0, body=slow_body())
+            outcome.append((await engine.append(info.id, patch, REQ, principal="alice")).info.offset)
+
+        tg.start_soon(owner)
+        with anyio.fail_after(10):
+            await holding.wait()
+        for stranger in ("bob", None):
+            with pytest.raises(errors.UploadNotFound):
+                await engine.append(info.id, Patch(offset=0, body=body(b"zzz")), REQ, principal=stranger)
+            with pytest.raises(errors.UploadNotFound):
+                await engine.head(info.id, REQ, principal=stranger)
+        go_on.set()
+    assert outcome == [6]
+    assert (await engine.head(info.id, REQ, principal="alice")).offset == 6

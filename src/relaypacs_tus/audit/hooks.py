@@ -16,12 +16,14 @@ import anyio
 import anyio.to_thread
 import structlog
 
-from ..tus.events import HookEvent, HookResponse, Hooks, HookType
+from ..tus.events import HookEvent, HookResponse, Hooks, HookType, Selective
 from ..tus.store import UploadInfo, UploadStore
 
 log = structlog.get_logger("relaypacs_tus.audit")
 
 Audit = Callable[[str, dict[str, object]], Awaitable[None]]
+#: Events recorded whatever the inner hooks do (a refusal at pre-* is seen only if ``inner`` answers one).
+_AUDITED = frozenset({HookType.POST_CREATE, HookType.POST_FINISH, HookType.POST_TERMINATE})
 
 
 def upload_fields(info: UploadInfo, principal: str | None = None, client: str = "") -> dict[str, object]:
@@ -56,6 +58,12 @@ class AuditingHooks:
         self.store = store
         self.hash_uploads = hash_uploads
         self._hashing = anyio.CapacityLimiter(2)
+
+    def handles(self, kind: HookType) -> bool:
+        """:class:`~relaypacs_tus.tus.events.Selective`: the audited events, plus what ``inner`` handles."""
+        if kind in _AUDITED:
+            return True
+        return self.inner.handles(kind) if isinstance(self.inner, Selective) else True
 
     async def __call__(self, event: HookEvent) -> HookResponse:
         kind = event.type

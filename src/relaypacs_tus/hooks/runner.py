@@ -98,6 +98,10 @@ class HookRunner:
             chain.append(self.builtin)
         return chain
 
+    def handles(self, kind: HookType) -> bool:
+        """:class:`~relaypacs_tus.tus.events.Selective`: a transport or the builtin pipeline wants it."""
+        return bool(self._chain(kind))
+
     async def __call__(self, event: HookEvent) -> HookResponse:
         answer = NO_CHANGE
         for transport in self._chain(event.type):

@@ -39,6 +39,13 @@ class Settings:
         default=Path("./data"),
         metadata=_opt("RELAYPACS_DATA_DIR", Path, "folder for uploads, records, audit"),
     )
+    local_inline_io: bool = field(
+        default=True,
+        metadata=_opt(
+            "RELAYPACS_LOCAL_INLINE_IO", _bool,
+            "local store: small file operations on the event loop; false on a network filesystem",
+        ),
+    )  # fmt: skip
     s3_bucket: str = field(default="", metadata=_opt("RELAYPACS_S3_BUCKET", str, "bucket (store=s3)"))
     s3_prefix: str = field(default="", metadata=_opt("RELAYPACS_S3_PREFIX", str, "object key prefix"))
     s3_endpoint: str = field(

@@ -4,16 +4,25 @@ Layout (like tusd's filestore): ``<dir>/<id>`` holds the bytes, ``<id>.info`` th
 written atomically (temp file + rename), ``<id>.pending`` marks a checksum chunk being written: it holds the
 offset the chunk started at, so a crash mid-chunk is rolled back on the next append or read. The offset is
 the data file's size, which survives SIGKILL without a write per PATCH.
+
+Small operations run on the event loop (``inline_io``, the default): reading or replacing an info file,
+creating an upload, writing a body of at most :data:`INLINE_BYTES`. On a local disk each is a few system
+calls into the page cache, tens of microseconds, less than handing it to a worker thread and back (about
+60-100 us of CPU and two wake-ups), and a 4 KiB upload needs five of them. Bulk bytes, deletes (freeing a
+large file can take milliseconds) and listings always go to worker threads. On a network filesystem, where
+a metadata call can stall for seconds, turn ``inline_io`` off (``RELAYPACS_LOCAL_INLINE_IO=false``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
-import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.to_thread
@@ -31,6 +40,11 @@ FLUSH_BYTES = 4 * 1024 * 1024
 FLUSH_BUDGET = 32 * 1024 * 1024
 MIN_FLUSH_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
+#: A PATCH body at most this long is written on the event loop (``inline_io``): one write into the page
+#: cache, and for a checksum chunk hashing it, take less time than a thread hand-off.
+INLINE_BYTES = 64 * 1024
+
+T = TypeVar("T")
 
 
 class LocalStore:
@@ -38,22 +52,32 @@ class LocalStore:
 
     name = "filestore"
 
-    def __init__(self, directory: str | os.PathLike[str], *, flush_bytes: int = FLUSH_BYTES) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, flush_bytes: int = FLUSH_BYTES, inline_io: bool = True
+    ) -> None:
         self.directory = Path(directory).resolve()
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._prefix = f"{self.directory}{os.sep}"
         self._flush = flush_bytes
+        self._inline = inline_io
         self._appending = 0  # PATCHes writing right now (they share FLUSH_BUDGET)
+
+    async def _small(self, fn: Callable[..., T], *args: object) -> T:
+        """Run a small file operation: on the loop if ``inline_io``, else in a worker thread."""
+        if self._inline:
+            return fn(*args)
+        return await anyio.to_thread.run_sync(fn, *args)
 
     # -- paths -----------------------------------------------------------------------------------------
 
     def data_path(self, upload_id: str) -> str:
-        return str(self.directory / check_upload_id(upload_id))
+        return self._prefix + check_upload_id(upload_id)
 
-    def _info_path(self, upload_id: str) -> Path:
-        return self.directory / f"{check_upload_id(upload_id)}.info"
+    def _info_path(self, upload_id: str) -> str:
+        return f"{self._prefix}{check_upload_id(upload_id)}.info"
 
-    def _pending_path(self, upload_id: str) -> Path:
-        return self.directory / f"{check_upload_id(upload_id)}.pending"
+    def _pending_path(self, upload_id: str) -> str:
+        return f"{self._prefix}{check_upload_id(upload_id)}.pending"
 
     # -- info ------------------------------------------------------------------------------------------
 
@@ -61,9 +85,9 @@ class LocalStore:
         info.storage = {
             "Type": self.name,
             "Path": self.data_path(info.id),
-            "InfoPath": str(self._info_path(info.id)),
+            "InfoPath": self._info_path(info.id),
         }
-        await anyio.to_thread.run_sync(self._create_sync, info)
+        await self._small(self._create_sync, info)
 
     def _create_sync(self, info: UploadInfo) -> None:
         fd = os.open(self.data_path(info.id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -74,14 +98,14 @@ class LocalStore:
         _atomic_write(self._info_path(info.id), json.dumps(info.to_json(), separators=(",", ":")).encode())
 
     async def save_info(self, info: UploadInfo) -> None:
-        await anyio.to_thread.run_sync(self._write_info, info)
+        await self._small(self._write_info, info)
 
     async def get(self, upload_id: str) -> UploadInfo:
-        return await anyio.to_thread.run_sync(self._get_sync, upload_id)
+        return await self._small(self._get_sync, upload_id)
 
     def _get_sync(self, upload_id: str) -> UploadInfo:
         try:
-            raw = self._info_path(upload_id).read_bytes()
+            raw = _read(self._info_path(upload_id))
         except FileNotFoundError:
             raise errors.UploadNotFound() from None
         except OSError as exc:
@@ -94,13 +118,14 @@ class LocalStore:
         except FileNotFoundError:
             raise errors.UploadNotFound() from None
         info.offset = self._committed(upload_id, st.st_size)
+        info.finished = info.finished or info.is_complete  # see finish()
         info.updated_at = max(info.updated_at, st.st_mtime)
         return info
 
     def _committed(self, upload_id: str, size: int) -> int:
         """The offset, ignoring bytes of a checksum chunk that was never verified."""
         try:
-            return min(size, int(self._pending_path(upload_id).read_text()))
+            return min(size, int(_read(self._pending_path(upload_id))))
         except (FileNotFoundError, ValueError):
             return size
 
@@ -113,13 +138,14 @@ class LocalStore:
         spool = Spool(
             lambda: self._open_for_append(info.id, checksum),
             verifier,
-            commit=self._pending_path(info.id).unlink if checksum else None,
+            commit=functools.partial(os.unlink, self._pending_path(info.id)) if checksum else None,
             rollback=(lambda fd: self._rollback(fd, info.id, info.offset)) if checksum else None,
         )
         self._appending += 1
         try:
             flush = min(self._flush, max(MIN_FLUSH_BYTES, FLUSH_BUDGET // self._appending))
-            return info.offset + await spool_body(body, spool, flush)
+            inline = INLINE_BYTES if self._inline else 0
+            return info.offset + await spool_body(body, spool, flush, inline=inline)
         finally:
             self._appending -= 1
 
@@ -130,19 +156,20 @@ class LocalStore:
         if committed != size:  # a checksum chunk of a crashed process: roll it back
             os.ftruncate(fd, committed)
         if checksum:
-            self._pending_path(upload_id).write_text(str(committed))
+            _atomic_write(self._pending_path(upload_id), str(committed).encode())
         else:
-            self._pending_path(upload_id).unlink(missing_ok=True)
+            _unlink(self._pending_path(upload_id))
         os.lseek(fd, committed, os.SEEK_SET)
         return fd
 
     def _rollback(self, fd: int, upload_id: str, start: int) -> None:
         os.ftruncate(fd, start)
-        self._pending_path(upload_id).unlink(missing_ok=True)
+        _unlink(self._pending_path(upload_id))
 
     async def finish(self, info: UploadInfo) -> None:
+        """Nothing to assemble: the data file is the upload, so a complete upload is finished and
+        :meth:`get` says so without a write here (one info write less per upload)."""
         info.finished = True
-        await self.save_info(info)
 
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         path = self.data_path(upload_id)
@@ -166,14 +193,14 @@ class LocalStore:
             info = self._get_info_only(upload_id)
             info.state, info.updated_at = tombstone, time.time()
             self._write_info(info)
-        Path(self.data_path(upload_id)).unlink(missing_ok=True)
-        self._pending_path(upload_id).unlink(missing_ok=True)
+        _unlink(self.data_path(upload_id))
+        _unlink(self._pending_path(upload_id))
         if tombstone is None:
-            self._info_path(upload_id).unlink(missing_ok=True)
+            _unlink(self._info_path(upload_id))
 
     def _get_info_only(self, upload_id: str) -> UploadInfo:
         try:
-            return UploadInfo.from_json(json.loads(self._info_path(upload_id).read_bytes()))
+            return UploadInfo.from_json(json.loads(_read(self._info_path(upload_id))))
         except FileNotFoundError:
             raise errors.UploadNotFound() from None
 
@@ -217,10 +244,21 @@ class LocalStore:
         await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
 
 
-def _atomic_write(path: Path, data: bytes, *, hidden: bool = False) -> None:
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _atomic_write(path: str | Path, data: bytes, *, hidden: bool = False) -> None:
     """Write a small file so readers see the old or the new content, never a mix (temp file + rename),
     readable by the server's user only (it may hold PHI in metadata)."""
-    tmp = path.with_name(f"{'.' if hidden else ''}{path.name}.{secrets.token_hex(4)}.tmp")
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f"{'.' if hidden else ''}{name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)

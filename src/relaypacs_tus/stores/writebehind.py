@@ -54,6 +54,11 @@ class Spool:
         self.written = 0
         self.error: Exception | None = None  # a failed write, raised on the receiving side
 
+    @property
+    def untouched(self) -> bool:
+        """Nothing handed to a write yet: the whole body so far is in :attr:`queued`."""
+        return self._busy is None
+
     def put(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
         self.queued += len(chunk)
@@ -120,8 +125,10 @@ class Spool:
             os.close(fd)
 
 
-async def spool_body(body: AsyncIterator[bytes], spool: Spool, flush: int) -> int:
+async def spool_body(body: AsyncIterator[bytes], spool: Spool, flush: int, *, inline: int = 0) -> int:
     """Write ``body`` through ``spool`` in batches of about ``flush`` bytes; returns the bytes written.
+    A whole body of at most ``inline`` bytes is written (and hashed) on the event loop instead: for a few
+    KiB that is cheaper than the thread hand-off (the store decides; 0 = never).
 
     On any failure (the body's: disconnect, timeout, size; a write's; a checksum mismatch; cancellation)
     the spool is aborted in a worker thread shielded from cancellation, and the failure re-raised as is.
@@ -130,7 +137,10 @@ async def spool_body(body: AsyncIterator[bytes], spool: Spool, flush: int) -> in
         failure = await _receive(body, spool, flush)
         if failure is not None:
             raise failure
-        await anyio.to_thread.run_sync(spool.commit)
+        if spool.untouched and spool.queued <= inline:
+            spool.commit()
+        else:
+            await anyio.to_thread.run_sync(spool.commit)
     except BaseException:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(spool.abort)

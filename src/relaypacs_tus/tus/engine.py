@@ -4,6 +4,7 @@ the hook seam. No HTTP framework here: the adapter in :mod:`routes` parses reque
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import uuid
@@ -16,7 +17,7 @@ from . import errors, spec
 from .body import BodyReader
 from .checksum import ChecksumVerifier
 from .concat import Concatenation
-from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPRequest, NoHooks
+from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPRequest, NoHooks, Selective
 from .headers import Checksum, format_http_date, format_metadata
 from .locks import Locker, MemoryLocker
 from .model import Creation, EngineConfig, Outcome, Patch
@@ -45,6 +46,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.locker: Locker = locker or MemoryLocker()
         self.hooks: Hooks = hooks or NoHooks()
+        self._handles = self.hooks.handles if isinstance(self.hooks, Selective) else _every_event
         self._spawn = spawn
         self.clock = clock
         self.concat = Concatenation(store, self.locker, get=self.get, finish=self.finish)
@@ -53,8 +55,7 @@ class Engine:
 
     async def head(self, upload_id: str, request: HTTPRequest, principal: str | None = None) -> UploadInfo:
         """The upload's state ("HEAD"). Takes the lock so a stale PATCH lets go and the offset is final."""
-        await self.get(upload_id, principal)
-        async with self.locker.hold(upload_id, _noop):
+        async with self._hold(upload_id, _noop, principal):
             return await self.get(upload_id, principal)
 
     async def get(self, upload_id: str, principal: str | None = None) -> UploadInfo:
@@ -76,6 +77,15 @@ class Engine:
             info.expires_at = max(info.created_at, info.updated_at) + self.config.expiration
         else:
             info.expires_at = None
+
+    def _hold(
+        self, upload_id: str, on_release_request: Callable[[], None], principal: str | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The upload's lock for a client request. Only a request that could read the upload itself may
+        make a holder let go (someone else's id gets 404, not the power to cut an upload short); the
+        check costs a store read only when the lock is taken, so an uncontended PATCH reads once."""
+        check_upload_id(upload_id)
+        return self.locker.hold(upload_id, on_release_request, vet=lambda: self.get(upload_id, principal))
 
     # -- creation --------------------------------------------------------------------------------------
 
@@ -176,14 +186,13 @@ class Engine:
         self, upload_id: str, patch: Patch, request: HTTPRequest, principal: str | None = None
     ) -> Outcome:
         """ "PATCH": write the body at ``patch.offset``; finish the upload when the last byte is in."""
-        await self.get(upload_id, principal)
         readers: list[BodyReader] = []
 
         def interrupt() -> None:  # another request asks for the upload: stop reading this body
             for reader in readers:
                 reader.interrupt()
 
-        async with self.locker.hold(upload_id, interrupt):
+        async with self._hold(upload_id, interrupt, principal):
             info = await self.get(upload_id, principal)
             try:
                 return await self._append_locked(info, patch, readers, request, principal)
@@ -304,8 +313,7 @@ class Engine:
         """ "termination": DELETE removes the upload; later requests get 410."""
         if not self.config.enable_termination:
             raise errors.MethodNotAllowed("termination is disabled")
-        await self.get(upload_id, principal)
-        async with self.locker.hold(upload_id, _noop):
+        async with self._hold(upload_id, _noop, principal):
             info = await self.get(upload_id, principal)
             answer = await self._hook(HookType.PRE_TERMINATE, info, request, principal)
             if answer.reject_termination or (
@@ -330,6 +338,8 @@ class Engine:
     ) -> HookResponse:
         """A blocking event. A hook that raises (crash, timeout) fails the request with 500, as in tusd;
         a hook that wants to refuse answers with a rejection instead."""
+        if not self._handles(kind):
+            return NO_CHANGE
         try:
             return await self.hooks(HookEvent(kind, info, request, principal)) or NO_CHANGE
         except errors.TusError:
@@ -339,6 +349,8 @@ class Engine:
             raise errors.HookFailed() from exc
 
     def _notify(self, kind: HookType, info: UploadInfo, request: HTTPRequest, principal: str | None) -> None:
+        if not self._handles(kind):
+            return
         event = HookEvent(kind, UploadInfo.from_json(info.to_json()), request, principal)
 
         async def run() -> None:
@@ -368,6 +380,10 @@ class Engine:
             log.warning("engine.no_spawner", detail="post-* events dropped; pass spawn= to Engine")
             return
         self._spawn(job)
+
+
+def _every_event(kind: HookType) -> bool:
+    return True
 
 
 def _noop() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .store import UploadInfo
 
@@ -121,8 +121,20 @@ class Hooks(Protocol):
     async def __call__(self, event: HookEvent) -> HookResponse: ...
 
 
+@runtime_checkable
+class Selective(Protocol):
+    """Optional capability of a :class:`Hooks`: which events it acts on at all. The engine neither builds
+    nor sends an event nobody handles (a copy of the upload and a task per PATCH add up for small
+    uploads); hooks without it get every event."""
+
+    def handles(self, kind: HookType) -> bool: ...
+
+
 class NoHooks:
     """The default: every event passes."""
 
     async def __call__(self, event: HookEvent) -> HookResponse:
         return NO_CHANGE
+
+    def handles(self, kind: HookType) -> bool:
+        return False

@@ -9,19 +9,26 @@ network timeout, and a genuine concurrent writer gets 423 instead of interleavin
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import anyio
 
 from . import errors
 
+#: Checks a request may take the upload from its holder (e.g. it is the owner's); raises to refuse.
+Vet = Callable[[], Awaitable[object]]
+
 
 class Locker(Protocol):
     def hold(
-        self, upload_id: str, on_release_request: Callable[[], None]
+        self, upload_id: str, on_release_request: Callable[[], None], *, vet: Vet | None = None
     ) -> contextlib.AbstractAsyncContextManager[None]:
-        """Hold the upload's lock for the block, or raise :class:`errors.UploadLocked`."""
+        """Hold the upload's lock for the block, or raise :class:`errors.UploadLocked`.
+
+        If another request holds it, ``vet`` (when given) is awaited before that holder is asked to let
+        go: a request that may not touch the upload must not be able to interrupt one that may. An
+        uncontended lock is taken without ``vet``; the caller checks under the lock anyway."""
         ...
 
 
@@ -42,10 +49,14 @@ class MemoryLocker:
         self._timeout = acquire_timeout
 
     @contextlib.asynccontextmanager
-    async def hold(self, upload_id: str, on_release_request: Callable[[], None]) -> AsyncIterator[None]:
+    async def hold(
+        self, upload_id: str, on_release_request: Callable[[], None], *, vet: Vet | None = None
+    ) -> AsyncIterator[None]:
         entry = self._entries.setdefault(upload_id, _Entry())
         entry.waiters += 1
         try:
+            if entry.lock.locked() and vet is not None:
+                await vet()
             if entry.lock.locked() and entry.release is not None:
                 entry.release()
             with anyio.move_on_after(self._timeout) as scope:

@@ -7,9 +7,10 @@ any bookkeeping write per PATCH.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from . import errors
@@ -65,12 +66,21 @@ class UploadInfo:
         return self.state in ("terminated", "expired")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """A plain dict of every field; containers are copied (not shared) one level deep, which is
+        all they nest (``extra`` values are JSON scalars or small dicts treated as immutable)."""
+        data = {name: getattr(self, name) for name in _FIELDS}
+        for name in _CONTAINERS:
+            data[name] = copy.copy(data[name])
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UploadInfo:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELDS})
+
+
+#: Field names, in order; and those holding containers (copied by ``to_json``).
+_FIELDS = tuple(f.name for f in fields(UploadInfo))
+_CONTAINERS = ("metadata", "partial_uploads", "final_uploads", "extra", "storage")
 
 
 class UploadStore(Protocol):

@@ -87,8 +87,11 @@ async def stored_bytes(spec: StoreSpec, upload_id: str) -> int:
     key = spec.prefix + upload_id
     async with raw_client(spec) as s3:
         info = json.loads(await (await s3.get_object(Bucket=spec.bucket, Key=key + ".info"))["Body"].read())
-        resp = await s3.list_parts(Bucket=spec.bucket, Key=key, UploadId=info["S3"]["MultipartUploadId"])
-        total = sum(int(p["Size"]) for p in resp.get("Parts", []))
+        multipart_id = info["S3"]["MultipartUploadId"]  # None until the upload's first part
+        total = 0
+        if multipart_id is not None:
+            resp = await s3.list_parts(Bucket=spec.bucket, Key=key, UploadId=multipart_id)
+            total = sum(int(p["Size"]) for p in resp.get("Parts", []))
         with contextlib.suppress(Exception):
             total += int((await s3.head_object(Bucket=spec.bucket, Key=key + ".part"))["ContentLength"])
         return total

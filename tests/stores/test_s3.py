@@ -182,33 +182,42 @@ async def test_memory_stays_near_two_parts_whatever_the_patch_size(s3: StoreSpec
 # -- crash windows and inconsistencies -----------------------------------------------------------------
 
 
-async def test_completed_upload_whose_info_was_not_updated_reports_complete(s3: StoreSpec) -> None:
-    """The process died right after CompleteMultipartUpload: the final object proves completion."""
-    data = pattern(11 * MiB)
+@pytest.mark.parametrize("size", [11 * MiB, 3 * MiB], ids=["multipart", "whole-object"])
+async def test_completed_upload_whose_info_was_not_updated_reports_complete(s3: StoreSpec, size: int) -> None:
+    """The process died right after CompleteMultipartUpload (or after the one PUT of an upload that never
+    needed a part), before ``.info`` said "finished": a new process finds the final object and reports
+    the upload complete."""
+    data = pattern(size)
     async with open_store(s3) as store:
         info = await created(store, len(data))
         await append(store, info.id, data)
-        async with raw_client(s3) as raw:
-            key = f"{s3.prefix}{info.id}.info"
-            before = await (await raw.get_object(Bucket=s3.bucket, Key=key))["Body"].read()
-            await finish(store, info.id)
-            await raw.put_object(Bucket=s3.bucket, Key=key, Body=before)  # as if .info never got "finished"
-        got = await store.get(info.id)
+        await store.finish(await store.get(info.id))
+    assert (await info_json(s3, info.id))["finished"] is False  # the engine's save_info never came
+    async with open_store(s3) as fresh:
+        got = await fresh.get(info.id)
         assert got.finished
         assert got.offset == len(data)
-        await store.finish(got)  # finishing again is harmless
+        await fresh.finish(got)  # finishing again is harmless
+        await fresh.save_info(got)
         assert (await info_json(s3, info.id))["finished"] is True
-        assert await read_all(store, info.id) == data
+        assert await read_all(fresh, info.id) == data
 
 
 @pytest.mark.parametrize("size", [20 * MiB, None], ids=["known-length", "deferred-length"])
 async def test_vanished_multipart_upload_is_not_taken_for_completion(s3: StoreSpec, size: int | None) -> None:
+    """A lifecycle rule aborted the multipart upload: the upload is lost (404), for a new process at once,
+    and for the process that was writing it as soon as its next write fails."""
     async with open_store(s3) as store:
         info = await created(store, size)
         await append(store, info.id, pattern(6 * MiB))
-        for up in await multipart_uploads(s3):  # e.g. a lifecycle rule aborted it
+        for up in await multipart_uploads(s3):
             async with raw_client(s3) as raw:
                 await raw.abort_multipart_upload(Bucket=s3.bucket, Key=up["Key"], UploadId=up["UploadId"])
+        async with open_store(s3) as fresh:
+            with pytest.raises(errors.UploadNotFound):
+                await fresh.get(info.id)
+        with pytest.raises(errors.StoreUnavailable):
+            await append(store, info.id, pattern(6 * MiB, seed=1))
         with pytest.raises(errors.UploadNotFound):
             await store.get(info.id)
 
@@ -226,8 +235,9 @@ async def test_two_different_parts_under_one_number_fail_loudly(s3: StoreSpec) -
                 PartNumber=1,
                 Body=pattern(PART, 9),
             )
+    async with open_store(s3) as fresh:  # another writer is only ever seen by a process that lists anew
         with pytest.raises(errors.StoreUnavailable):
-            await store.get(info.id)
+            await fresh.get(info.id)
 
 
 async def test_delete_aborts_and_removes_everything_but_the_tombstone(s3: StoreSpec) -> None:

@@ -2,14 +2,21 @@
 
 ``<prefix><id>.info`` holds the upload's info (and the multipart UploadId), parts of the multipart upload
 hold the bytes, ``<prefix><id>.part`` a tail under 5 MiB, and ``finish`` completes the multipart upload
-into ``<prefix><id>``. The offset is computed from the objects themselves (sum of listed parts plus the
-tail), so any process can resume an upload after another one died; :mod:`.s3_layout` states the rules
-that make this safe at every point of a crash, :mod:`.s3_writer` writes a PATCH body.
+into ``<prefix><id>``. The multipart upload is created with the upload's first part; an upload that never
+needs one (all its bytes, at most one part's worth, complete it in one PATCH) goes up as ``<prefix><id>``
+in one PUT. The offset is computed from the objects themselves (sum of listed parts plus the tail), so any
+process can resume an upload after another one died; :mod:`.s3_layout` states the rules that make this
+safe at every point of a crash, :mod:`.s3_writer` writes a PATCH body.
+
+Each process mirrors the objects of the uploads it writes (:mod:`.s3_mirror`), so a PATCH costs its part
+uploads and no reads. **Only one process may write a given upload**: run one replica, or route every
+request of an upload to the same process (session affinity on the upload URL). A process that starts
+fresh (a restart, a SIGKILL) lists the objects again, as before.
 
 Side documents (the ``Documents`` capability) live under ``<prefix>.documents/``, out of ``list_ids``' way.
 
-Bucket hygiene: uploads abandoned before their ``.info`` was written leave an empty multipart upload behind
-(as with tusd); an ``AbortIncompleteMultipartUpload`` lifecycle rule on the bucket removes those.
+Bucket hygiene: uploads abandoned before their ``.info`` recorded a multipart upload leave it behind (as
+with tusd); an ``AbortIncompleteMultipartUpload`` lifecycle rule on the bucket removes those.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
 from ..tus.store import UploadInfo, check_document_key, check_upload_id
 from .s3_errors import BucketUnavailable, error_code, http_status, translated
-from .s3_layout import LayoutError, S3State, View, part_size_for, resolve
-from .s3_objects import Doc, UploadObjects, content_md5
+from .s3_layout import S3State, View, part_size_for
+from .s3_mirror import Mirror, Mirrors, Sink, copied, load, resolved
+from .s3_objects import Doc, UploadObjects, content_md5, content_type
 from .s3_writer import ChunkWriter
 
 log = structlog.get_logger("relaypacs_tus.stores.s3")
@@ -41,7 +49,6 @@ READ_BYTES = 1024 * 1024
 #: Keys asked for per ListObjectsV2 page (S3's maximum is 1000).
 KEYS_PER_PAGE = 1000
 DOCUMENTS = ".documents/"
-_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
 
 def client_config(*, endpoint_url: str | None) -> Config:
@@ -73,7 +80,13 @@ class S3Store:
     name = "s3store"
 
     def __init__(
-        self, client: Any, *, bucket: str, prefix: str = "", part_size: int = DEFAULT_PART_SIZE
+        self,
+        client: Any,
+        *,
+        bucket: str,
+        prefix: str = "",
+        part_size: int = DEFAULT_PART_SIZE,
+        mirrors: Mirrors | None = None,
     ) -> None:
         if part_size < 5 * 1024 * 1024:
             raise ValueError("part_size must be at least 5 MiB (the S3 minimum)")
@@ -82,6 +95,7 @@ class S3Store:
         # like tusd's ObjectPrefix: a pseudo-folder ("uploads" and "uploads/" both mean "uploads/")
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.part_size = part_size
+        self._mirrors = mirrors if mirrors is not None else Mirrors()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -143,124 +157,140 @@ class S3Store:
     # -- info ------------------------------------------------------------------------------------------
 
     async def create(self, info: UploadInfo) -> None:
+        """Write ``.info`` (only if the id is new). The multipart upload comes with the first part."""
         objects = self._objects(info.id)
         info.storage = {"Type": self.name, "Bucket": self.bucket, "Key": objects.key}
         info.offset = 0
-        state = S3State()
-        if info.size != 0:  # a zero-length upload needs no multipart upload
-            state.multipart_id = await objects.create_multipart(_content_type(info))
-        try:
-            await objects.write_info(Doc(info, state), create=True)
-        except errors.TusError:
-            if state.multipart_id:
-                with contextlib.suppress(errors.TusError):
-                    await objects.abort_multipart(state.multipart_id)
-            raise
+        doc = Doc(copied(info), S3State(), time.time())
+        await objects.write_info(doc, create=True)
+        self._mirrors.put(info.id, Mirror(doc))
 
     async def save_info(self, info: UploadInfo) -> None:
         """Replace the info, keeping the store's own section (multipart id, discarded parts)."""
         objects = self._objects(info.id)
-        doc = await objects.read_info()
-        await objects.write_info(Doc(info, doc.state))
+        mirror = self._mirrors.get(info.id)
+        state = mirror.doc.state if mirror else (await objects.read_info()).state
+        doc = Doc(copied(info), state.copy(), time.time())
+        try:
+            await objects.write_info(doc)
+        except BaseException:
+            self._mirrors.drop(info.id)
+            raise
+        if mirror is not None:
+            mirror.doc = doc
 
     async def get(self, upload_id: str) -> UploadInfo:
-        objects = self._objects(upload_id)
-        doc = await objects.read_info()
-        info = doc.info
+        """From this process's mirror of the upload if it has one, else from the objects (the mirror is
+        kept only by writers: a reader outside the upload's lock may race one)."""
+        mirror = self._mirrors.get(check_upload_id(upload_id))
+        if mirror is None:
+            mirror = await load(self._objects(upload_id))
+        info = copied(mirror.doc.info)
         if info.is_gone:
             return info
-        if not info.finished:
-            view = await self._view(objects, doc)
-            if view is None:  # the multipart upload was completed, but .info was not updated yet
-                info.finished = True
-            else:
-                info.offset = view.offset
-                info.updated_at = max(info.updated_at, view.modified)
+        if mirror.complete:
+            info.finished = True
+        elif not info.finished:
+            view = resolved(mirror)
+            info.offset = view.offset
+            info.updated_at = max(info.updated_at, view.modified)
         if info.finished:
             info.offset = info.size or 0
-        info.updated_at = max(info.updated_at, doc.modified)
+        info.updated_at = max(info.updated_at, mirror.doc.modified)
         return info
 
-    async def _view(self, objects: UploadObjects, doc: Doc) -> View | None:
-        """The resolved objects, or None if the upload is complete (the multipart upload became the final
-        object). A multipart upload that vanished without a final object is a lost upload: 404."""
-        listed = await objects.list_parts(doc.state.multipart_id)
-        if listed is None:
-            final = await objects.final_size()
-            if final is not None and final == doc.info.size:
-                return None
-            log.warning("s3.multipart_missing", upload_id=doc.info.id)
-            raise errors.UploadNotFound()
-        tail = await objects.head_tail()
-        try:
-            return resolve(doc.state, listed, tail)
-        except LayoutError as exc:
-            log.error("s3.layout_inconsistent", upload_id=doc.info.id, problem=str(exc))
-            raise errors.StoreUnavailable("the upload's stored parts are inconsistent") from exc
+    async def _writable(self, upload_id: str) -> tuple[UploadObjects, Mirror]:
+        """The objects and the mirror a writer (holding the upload's lock) works on: loaded and kept
+        if this process has none."""
+        objects = self._objects(upload_id)
+        mirror = self._mirrors.get(upload_id)
+        if mirror is None:
+            mirror = await load(objects)
+            self._mirrors.put(upload_id, mirror)
+        return objects, mirror
 
     # -- bytes -----------------------------------------------------------------------------------------
 
     async def append(
         self, info: UploadInfo, body: AsyncIterator[bytes], verifier: ChecksumVerifier | None = None
     ) -> int:
-        objects = self._objects(info.id)
-        doc = await objects.read_info()
-        if doc.info.is_gone:
+        objects, mirror = await self._writable(info.id)
+        try:
+            offset = await self._append(objects, mirror, info, body, verifier)
+        except BaseException:  # some write may or may not have happened: list the objects next time
+            self._mirrors.drop(info.id, mirror)
+            raise
+        self._mirrors.put(info.id, mirror)
+        return offset
+
+    async def _append(
+        self,
+        objects: UploadObjects,
+        mirror: Mirror,
+        info: UploadInfo,
+        body: AsyncIterator[bytes],
+        verifier: ChecksumVerifier | None,
+    ) -> int:
+        stored = mirror.doc.info
+        if stored.is_gone:
             raise errors.UploadGone()
-        view = None if doc.info.finished else await self._view(objects, doc)
-        if view is None:  # complete: only an empty body fits (a retried last PATCH)
+        if mirror.complete or stored.finished:  # only an empty body fits (a retried last PATCH)
             async for chunk in body:
                 if chunk:
                     raise errors.UploadSizeExceeded("upload is already complete")
-            return doc.info.size or 0
+            return stored.size or 0
+        view = resolved(mirror)
         if view.offset != info.offset:
             raise errors.OffsetMismatch(headers={"Upload-Offset": str(view.offset)})
+        sink = Sink(objects, mirror)
         if view.settled:  # an interrupted checksum chunk: write down how it was resolved before going on
-            doc.state = view.state
-            await objects.write_info(doc)
-        if doc.state.multipart_id is None:
-            doc.state.multipart_id = await objects.create_multipart(_content_type(doc.info))
-            await objects.write_info(doc)
+            await sink.save_state(view.state)
         head = await objects.read_tail(view.tail.size) if view.tail else b""
-        size = doc.info.size
         writer = ChunkWriter(
-            objects.sink(doc),
+            sink,
             view,
             head,
-            part_size=part_size_for(size, self.part_size),
+            part_size=part_size_for(stored.size, self.part_size),
             verifier=verifier,
-            remaining=None if size is None else size - view.offset,
+            remaining=None if stored.size is None else stored.size - view.offset,
         )
         return view.offset + await writer.write(body)
 
     async def finish(self, info: UploadInfo) -> None:
-        """Complete the multipart upload with exactly the parts that count (the tail as the last part)."""
-        objects = self._objects(info.id)
-        doc = await objects.read_info()
-        if not doc.info.finished:
-            view = await self._view(objects, doc)
-            if view is not None:
-                await self._complete(objects, doc, view)
-            await objects.delete_tail()
+        """Complete the multipart upload with exactly the parts that count (the tail as the last part) and
+        remove the tail. ``.info`` is not rewritten: the final object proves completion (:meth:`get`),
+        and the engine saves the info right after."""
+        objects, mirror = await self._writable(info.id)
+        try:
+            if not (mirror.complete or mirror.doc.info.finished):
+                await self._complete(objects, mirror, resolved(mirror))
+            if mirror.tail is not None:
+                await objects.delete_tail()
+                mirror.tail = None
+        except BaseException:
+            self._mirrors.drop(info.id, mirror)
+            raise
+        mirror.completed()
+        self._mirrors.put(info.id, mirror)
         info.finished, info.offset = True, info.size or 0
-        await objects.write_info(Doc(info, doc.state))
         log.info("s3.completed", upload_id=info.id, size=info.size)
 
-    async def _complete(self, objects: UploadObjects, doc: Doc, view: View) -> None:
-        if doc.info.size is None or view.offset != doc.info.size:
-            raise errors.TusError(f"cannot finish: {view.offset} of {doc.info.size} bytes are stored")
-        if view.offset == 0:
-            await objects.put_final_empty(_content_type(doc.info))
-            if doc.state.multipart_id:
-                await objects.abort_multipart(doc.state.multipart_id)
+    async def _complete(self, objects: UploadObjects, mirror: Mirror, view: View) -> None:
+        size, state = mirror.doc.info.size, mirror.doc.state
+        if size is None or view.offset != size:
+            raise errors.TusError(f"cannot finish: {view.offset} of {size} bytes are stored")
+        if state.multipart_id is None or view.offset == 0:  # no part counts: the tail is the whole upload
+            data = await objects.read_tail(view.tail.size) if view.tail else b""
+            await objects.put_final(data, content_type(mirror.doc.info))
+            if state.multipart_id:
+                await objects.abort_multipart(state.multipart_id)
             return
-        assert doc.state.multipart_id is not None
         parts = [(p.number, p.etag) for p in view.parts]
         if view.tail is not None:
             data = await objects.read_tail(view.tail.size)
-            etag = await objects.upload_part(doc.state.multipart_id, view.next_part, data)
+            etag = await objects.upload_part(state.multipart_id, view.next_part, data)
             parts.append((view.next_part, etag))
-        await objects.complete_multipart(doc.state.multipart_id, parts)
+        await objects.complete_multipart(state.multipart_id, parts)
 
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         async for chunk in self._objects(upload_id).read_final(READ_BYTES):
@@ -271,6 +301,7 @@ class S3Store:
     async def delete(self, upload_id: str, *, tombstone: str | None = None) -> None:
         """Abort the multipart upload and remove the bytes; with a tombstone, keep only the info (state
         "terminated" or "expired") so later requests get 410."""
+        self._mirrors.drop(upload_id)
         objects = self._objects(upload_id)
         try:
             doc = await objects.read_info()
@@ -287,6 +318,7 @@ class S3Store:
         await objects.delete_data()
         if doc is not None and tombstone is None:
             await objects.delete_info()
+        self._mirrors.drop(upload_id)  # a reader may not keep one, but be sure nothing stale is left
 
     async def list_ids(self) -> AsyncIterator[str]:
         pattern = re.compile(re.escape(self.prefix) + r"([0-9a-f]{32})\.info")
@@ -336,9 +368,3 @@ class S3Store:
     async def delete_document(self, key: str) -> None:
         with translated("delete_document"):
             await self.client.delete_object(Bucket=self.bucket, Key=self._document_key(key))
-
-
-def _content_type(info: UploadInfo) -> str:
-    """The final object's Content-Type: the client's ``filetype`` if it is a MIME type."""
-    filetype = info.metadata.get("filetype", "")
-    return filetype if _MIME.fullmatch(filetype) else "application/octet-stream"

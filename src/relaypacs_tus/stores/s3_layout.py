@@ -5,7 +5,9 @@ Objects of one upload (like tusd's s3store):
 * ``<prefix><id>.info``: the :class:`UploadInfo` JSON plus an ``"S3"`` section (:class:`S3State`): the
   multipart UploadId, part numbers that must never count (``DiscardedParts``) and, while a checksum chunk
   is being written, the first part number of that chunk (``PendingFromPart``).
-* one multipart upload on ``<prefix><id>``, completed into that object by ``finish``;
+* one multipart upload on ``<prefix><id>``, completed into that object by ``finish``. It is created with the
+  upload's first part and recorded in ``.info`` before that part is sent; an upload whose bytes all
+  arrive in the buffer of one part, completing it, never gets one: it is PUT as ``<prefix><id>`` whole;
 * ``<prefix><id>.part``: received bytes that do not fill a 5 MiB part yet (the tail). Its user metadata
   ``next-part`` is the part number that was next when it was written: the tail holds the bytes that come
   before part ``next-part``.
@@ -23,6 +25,9 @@ Why this survives a SIGKILL at any point without a write per PATCH:
   "not verified, roll back": parts >= N are discarded and the previous tail, untouched, counts again.
 * Part numbers are never reused (SeaweedFS lists both copies of a re-uploaded number): new parts start
   above every number listed, discarded or pending.
+* ``<prefix><id>`` with the upload's size means complete, whatever ``.info`` says: it appears in one
+  request (CompleteMultipartUpload, or the one PUT of an upload without a multipart upload), and ``.info``
+  says "finished" only once the engine saved the info after it.
 """
 
 from __future__ import annotations
@@ -70,6 +75,9 @@ class S3State:
     multipart_id: str | None = None
     discarded: list[tuple[int, int]] = field(default_factory=list)  # inclusive ranges of part numbers
     pending_from: int | None = None  # first part number of a checksum chunk not verified yet
+
+    def copy(self) -> S3State:
+        return S3State(self.multipart_id, list(self.discarded), self.pending_from)
 
     def is_discarded(self, number: int) -> bool:
         return any(lo <= number <= hi for lo, hi in self.discarded)
@@ -133,7 +141,7 @@ def unique_parts(listed: list[Part], state: S3State) -> dict[int, Part]:
 
 def resolve(stored: S3State, listed: list[Part], tail: Tail | None) -> View:
     """Apply the rules of this module to what was listed. Raises :class:`LayoutError` on contradictions."""
-    state = S3State(stored.multipart_id, list(stored.discarded), stored.pending_from)
+    state = stored.copy()
     by_number = unique_parts(listed, state)
     settled = False
     if state.pending_from is not None:

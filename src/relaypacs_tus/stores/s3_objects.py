@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ NEXT_PART = "next-part"
 INLINE_HASH_BYTES = 64 * 1024
 #: Parts asked for per ListParts page (S3's maximum is 1000).
 PARTS_PER_PAGE = 1000
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,64}/[A-Za-z0-9!#$&^_.+-]{1,64}")
 
 
 @dataclass(slots=True)
@@ -57,7 +59,7 @@ class PartBody:
 
     SLICE = 256 * 1024
 
-    def __init__(self, data: bytes | bytearray) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview) -> None:
         self._view = memoryview(data)
         self._pos = 0
 
@@ -86,7 +88,7 @@ class PartBody:
             yield self._view[start : start + self.SLICE]
 
 
-async def content_md5(data: bytes | bytearray) -> str:
+async def content_md5(data: bytes | bytearray | memoryview) -> str:
     """Content-MD5 (base64) of a body: S3 refuses the write if the bytes it got differ (BadDigest).
     Large bodies are hashed in a worker thread (hashlib releases the GIL) to keep the event loop free."""
     if len(data) < INLINE_HASH_BYTES:
@@ -94,8 +96,14 @@ async def content_md5(data: bytes | bytearray) -> str:
     return await anyio.to_thread.run_sync(md5_b64, data)
 
 
-def md5_b64(data: bytes | bytearray) -> str:
+def md5_b64(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def content_type(info: UploadInfo) -> str:
+    """The final object's Content-Type: the client's ``filetype`` if it is a MIME type."""
+    filetype = info.metadata.get("filetype", "")
+    return filetype if _MIME.fullmatch(filetype) else "application/octet-stream"
 
 
 def _time(value: Any) -> float:
@@ -257,15 +265,17 @@ class UploadObjects:
             raise errors.StoreUnavailable("the upload's tail changed while it was read")
         return data
 
-    async def put_tail(self, data: bytes, next_part: int) -> None:
+    async def put_tail(self, data: bytes, next_part: int) -> str:
+        """PUT the tail; returns its ETag."""
         with translated("put_tail"):
-            await self.client.put_object(
+            resp = await self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.tail_key,
                 Body=data,
                 ContentMD5=await content_md5(data),
                 Metadata={NEXT_PART: str(next_part)},
             )
+        return _etag(resp.get("ETag"))
 
     async def delete_tail(self) -> None:
         with translated("delete_tail"):
@@ -281,10 +291,17 @@ class UploadObjects:
             return None
         return int(resp["ContentLength"])
 
-    async def put_final_empty(self, content_type: str) -> None:
+    async def put_final(self, data: bytes | bytearray | memoryview, content_type: str) -> None:
+        """PUT the final object in one request (an empty upload, or a whole one that never needed a part):
+        it appears whole or not at all."""
+        md5 = await content_md5(data)
         with translated("put_final"):
             await self.client.put_object(
-                Bucket=self.bucket, Key=self.key, Body=b"", ContentMD5=md5_b64(b""), ContentType=content_type
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=PartBody(data),
+                ContentMD5=md5,
+                ContentType=content_type,
             )
 
     async def read_final(self, chunk_size: int) -> AsyncIterator[bytes]:
@@ -304,36 +321,6 @@ class UploadObjects:
             with translated("delete_data"):
                 await self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def sink(self, doc: Doc) -> Sink:
-        return Sink(self, doc)
-
-
-class Sink:
-    """What :class:`.s3_writer.ChunkWriter` writes through: parts, the tail, the info's S3 section."""
-
-    def __init__(self, objects: UploadObjects, doc: Doc) -> None:
-        self._objects = objects
-        self._doc = doc
-
-    @property
-    def _multipart_id(self) -> str:
-        if self._doc.state.multipart_id is None:
-            raise errors.TusError("the upload has no multipart upload")
-        return self._doc.state.multipart_id
-
-    async def upload_part(self, number: int, data: bytes | bytearray, md5: str) -> None:
-        await self._objects.upload_part(self._multipart_id, number, data, md5)
-
-    async def put_tail(self, data: bytes, next_part: int) -> None:
-        await self._objects.put_tail(data, next_part)
-
-    async def delete_tail(self) -> None:
-        await self._objects.delete_tail()
-
-    async def save_state(self, state: S3State) -> None:
-        self._doc.state = state
-        await self._objects.write_info(self._doc)
-
 
 class _Missing(Exception):
     pass
@@ -343,4 +330,4 @@ class _NoSuchUpload(Exception):
     pass
 
 
-__all__ = ["NEXT_PART", "Doc", "Sink", "UploadObjects"]
+__all__ = ["NEXT_PART", "Doc", "UploadObjects", "content_type"]

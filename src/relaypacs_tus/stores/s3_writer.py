@@ -30,7 +30,11 @@ SALVAGE_TIMEOUT = 60.0
 class PartSink(Protocol):
     """The S3 objects of one upload, as the writer needs them."""
 
+    async def create_multipart(self) -> str: ...
+
     async def upload_part(self, number: int, data: bytes | bytearray, md5: str) -> None: ...
+
+    async def put_whole(self, data: bytes | bytearray | memoryview) -> None: ...
 
     async def put_tail(self, data: bytes, next_part: int) -> None: ...
 
@@ -72,7 +76,9 @@ class ChunkWriter:
     """Writes one PATCH body after ``view`` (the upload's resolved objects) and ``head`` (the tail's bytes).
 
     ``remaining`` is how many bytes complete the upload (None while the length is deferred): when the
-    body ends exactly there, the last bytes go up as the final part instead of a tail object.
+    body ends exactly there, the last bytes go up as the final part instead of a tail object, or, if the
+    upload never needed a part (it has no multipart upload), as the final object itself in one PUT.
+    The multipart upload is created with the first part an upload needs.
     """
 
     def __init__(
@@ -130,12 +136,14 @@ class ChunkWriter:
             self.received += len(chunk)
             view = memoryview(chunk)
             while view:
+                # a full buffer goes up once more bytes arrive: if the body ends here instead, it may be
+                # the whole upload (one PUT, :meth:`_store_remainder`)
+                if self._pos == size:
+                    await self._ship(*self._take())
                 n = min(len(view), size - self._pos)
                 self._buf[self._pos : self._pos + n] = view[:n]
                 self._pos += n
                 view = view[n:]
-                if self._pos == size:
-                    await self._ship(*self._take())
 
     def _take(self) -> tuple[bytearray, int]:
         """The filled buffer and where its unhashed bytes start. The next buffer is allocated only once
@@ -158,9 +166,7 @@ class ChunkWriter:
         number = self._next
         if number > MAX_PART_NUMBER:
             raise PartLimitReached()
-        if self._verifier is not None and self._state.pending_from is None:
-            self._state.pending_from = number  # parts from here on count only once verified
-            await self._sink.save_state(self._state)
+        await self._prepare(number)
         self._next += 1
         self._shipped = True
         self._inflight = _InFlight(number, data, md5)
@@ -168,6 +174,23 @@ class ChunkWriter:
         self._tg.start_soon(self._inflight.run, self._sink)
         if refill:
             self._buf = bytearray(self._part_size)
+
+    async def _prepare(self, number: int) -> None:
+        """Before part ``number`` goes up: the multipart upload to hold it (the upload's first part creates
+        it) and, in a checksum chunk, the marker that parts from ``number`` on count only once verified.
+        Both reach ``.info`` in one write before the part is sent, so every part is one ``.info`` knows
+        of; the writer's state changes only once that write succeeded."""
+        need_upload = self._state.multipart_id is None
+        need_marker = self._verifier is not None and self._state.pending_from is None
+        if not (need_upload or need_marker):
+            return
+        state = self._state.copy()
+        if need_upload:
+            state.multipart_id = await self._sink.create_multipart()
+        if need_marker:
+            state.pending_from = number
+        await self._sink.save_state(state)
+        self._state = state
 
     async def _settle_inflight(self) -> None:
         up = self._inflight
@@ -197,6 +220,9 @@ class ChunkWriter:
         if not self._pos:
             return False
         final = self._remaining is not None and self.received == self._remaining
+        if final and self._state.multipart_id is None:  # no part before these bytes: the whole upload
+            await self._sink.put_whole(memoryview(self._buf)[: self._pos])
+            return False
         if final or self._pos >= MIN_PART_SIZE:
             await self._ship(*self._take(), refill=False)
             await self._settle_inflight()

@@ -3,6 +3,7 @@ message (engine and through the Starlette adapter), hook crashes, sweeper expiry
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -289,6 +290,9 @@ async def test_crashed_pre_finish_runs_again_on_the_retried_last_patch(
     out = await engine.append(info.id, Patch(offset=3, body=body(), content_length=0), REQ)
     assert out.info.accepted
     assert out.info.offset == 3
+    data = Path(engine.store.data_path(info.id))  # type: ignore[attr-defined]
+    assert stat.S_IMODE(data.stat().st_mode) == 0o400, "an accepted upload's bytes are read-only"
+    assert (await LocalStore(data.parent).get(info.id)).accepted, "as a restarted process sees it"
     await hooks.wait_for(HookType.POST_FINISH)
     again = await engine.append(info.id, Patch(offset=3, body=body(), content_length=0), REQ)
     assert again.info.offset == 3

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -117,6 +118,7 @@ class LocalStore:
             st = os.stat(self.data_path(upload_id))
         except FileNotFoundError:
             raise errors.UploadNotFound() from None
+        info.accepted = info.accepted or not st.st_mode & stat.S_IWUSR  # see mark_accepted()
         info.offset = self._committed(upload_id, st.st_size)
         info.finished = info.finished or info.is_complete  # see finish()
         info.updated_at = max(info.updated_at, st.st_mtime)
@@ -170,6 +172,13 @@ class LocalStore:
         """Nothing to assemble: the data file is the upload, so a complete upload is finished and
         :meth:`get` says so without a write here (one info write less per upload)."""
         info.finished = True
+
+    async def mark_accepted(self, info: UploadInfo) -> None:
+        """:class:`~relaypacs_tus.tus.store.Acceptance`: the data file becomes read-only. Replacing the
+        info file instead (a rename over an existing file) makes ext4 flush the new file at once
+        (``auto_da_alloc``), which while the disk is busy writing back earlier uploads cost a 4 KiB
+        upload about a third of its time. The next :meth:`save_info` writes the flag down as well."""
+        await self._small(os.chmod, self.data_path(info.id), 0o400)
 
     async def read(self, upload_id: str) -> AsyncIterator[bytes]:
         path = self.data_path(upload_id)

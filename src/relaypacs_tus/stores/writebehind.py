@@ -100,15 +100,18 @@ class Spool:
     def _write(self, count: int, *, hash_too: bool = True) -> None:
         """In a worker thread: write (and unless a hashing lane does it, hash) the first ``count``
         chunks, one ``os.write`` per chunk."""
+        if not count:  # an empty body touches nothing (an accepted upload's file is read-only)
+            return
         if self._fd is None:
             self._fd = self._open_fd()
+        fd = self._fd
         for _ in range(count):
             chunk = self._chunks[0]
             if hash_too and self._verifier is not None:
                 self._verifier.update(chunk)
             view = memoryview(chunk)
             while view:
-                n = os.write(self._fd, view)
+                n = os.write(fd, view)
                 self.written += n
                 view = view[n:]
             self._chunks.popleft()
@@ -120,7 +123,7 @@ class Spool:
         self._write(len(self._chunks))
         if self._verifier is not None:
             self._verifier.verify()
-        if self._on_commit is not None:
+        if self._on_commit is not None and self._fd is not None:  # no file opened: nothing to commit
             self._on_commit()
         self._close()
 

@@ -21,7 +21,7 @@ from .events import NO_CHANGE, HookEvent, HookResponse, Hooks, HookType, HTTPReq
 from .headers import Checksum, format_http_date, format_metadata
 from .locks import Locker, MemoryLocker
 from .model import Creation, EngineConfig, Outcome, Patch
-from .store import UPLOAD_ID, UploadInfo, UploadStore, check_upload_id
+from .store import UPLOAD_ID, Acceptance, UploadInfo, UploadStore, check_upload_id
 from .sweep import Sweeper
 
 log = structlog.get_logger("relaypacs_tus.tus")
@@ -299,7 +299,10 @@ class Engine:
             log.info("upload.rejected", upload_id=info.id, status=http.status_code)
             raise _rejection(errors.UploadRejected, answer)
         info.accepted = True
-        await self.store.save_info(info)
+        if isinstance(self.store, Acceptance):
+            await self.store.mark_accepted(info)
+        else:
+            await self.store.save_info(info)
         log.info("upload.finished", upload_id=info.id, size=info.size)
         self._notify(HookType.POST_FINISH, info, request, principal)
         if info.is_partial:

@@ -135,6 +135,15 @@ class UploadStore(Protocol):
 
 
 @runtime_checkable
+class Acceptance(Protocol):
+    """Optional capability: record that pre-finish accepted the upload (``info.accepted``, the only field
+    that changed since the store last saw it) more cheaply than :meth:`UploadStore.save_info`. After it,
+    :meth:`UploadStore.get` reports ``accepted``."""
+
+    async def mark_accepted(self, info: UploadInfo) -> None: ...
+
+
+@runtime_checkable
 class LocalPath(Protocol):
     """Optional capability: the finished bytes are a local file (hooks may read it in place)."""
 

@@ -141,17 +141,17 @@ class Sink:
         etag = await self._objects.upload_part(multipart_id, number, data, md5)
         self._mirror.listed.append(Part(number, len(data), etag, time.time()))
 
-    async def put_tail(self, data: bytes, next_part: int) -> None:
-        etag = await self._objects.put_tail(data, next_part)
+    async def put_tail(self, data: bytes, next_part: int, md5: str) -> None:
+        etag = await self._objects.put_tail(data, next_part, md5)
         self._mirror.tail = Tail(len(data), etag, next_part, time.time())
 
     async def delete_tail(self) -> None:
         await self._objects.delete_tail()
         self._mirror.tail = None
 
-    async def put_whole(self, data: bytes | bytearray | memoryview) -> None:
+    async def put_whole(self, data: bytes | bytearray | memoryview, md5: str) -> None:
         """The whole upload as the final object in one PUT (no multipart upload was ever needed)."""
-        await self._objects.put_final(data, content_type(self._mirror.doc.info))
+        await self._objects.put_final(data, content_type(self._mirror.doc.info), md5)
         self._mirror.complete = True
 
     async def save_state(self, state: S3State) -> None:

@@ -97,7 +97,12 @@ async def content_md5(data: bytes | bytearray | memoryview) -> str:
 
 
 def md5_b64(data: bytes | bytearray | memoryview) -> str:
-    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+    return md5_header(hashlib.md5(data, usedforsecurity=False).digest())
+
+
+def md5_header(digest: bytes) -> str:
+    """A Content-MD5 header's value from an MD5 digest."""
+    return base64.b64encode(digest).decode()
 
 
 def content_type(info: UploadInfo) -> str:
@@ -265,14 +270,15 @@ class UploadObjects:
             raise errors.StoreUnavailable("the upload's tail changed while it was read")
         return data
 
-    async def put_tail(self, data: bytes, next_part: int) -> str:
+    async def put_tail(self, data: bytes, next_part: int, md5: str | None = None) -> str:
         """PUT the tail; returns its ETag."""
+        md5 = md5 or await content_md5(data)
         with translated("put_tail"):
             resp = await self.client.put_object(
                 Bucket=self.bucket,
                 Key=self.tail_key,
                 Body=data,
-                ContentMD5=await content_md5(data),
+                ContentMD5=md5,
                 Metadata={NEXT_PART: str(next_part)},
             )
         return _etag(resp.get("ETag"))
@@ -291,10 +297,12 @@ class UploadObjects:
             return None
         return int(resp["ContentLength"])
 
-    async def put_final(self, data: bytes | bytearray | memoryview, content_type: str) -> None:
+    async def put_final(
+        self, data: bytes | bytearray | memoryview, content_type: str, md5: str | None = None
+    ) -> None:
         """PUT the final object in one request (an empty upload, or a whole one that never needed a part):
         it appears whole or not at all."""
-        md5 = await content_md5(data)
+        md5 = md5 or await content_md5(data)
         with translated("put_final"):
             await self.client.put_object(
                 Bucket=self.bucket,

@@ -7,7 +7,9 @@ PATCH size. Nothing else is buffered: a part is handed to the S3 client as the b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -19,12 +21,14 @@ import structlog
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
 from .s3_layout import MAX_PART_NUMBER, MIN_PART_SIZE, S3State, View
-from .s3_objects import md5_b64
+from .s3_objects import INLINE_HASH_BYTES, md5_header
 
 log = structlog.get_logger("relaypacs_tus.stores.s3")
 
 #: Upper bound for the clean-up after a failed body (storing what arrived, or rolling a chunk back).
 SALVAGE_TIMEOUT = 60.0
+#: New bytes in a part's buffer that a worker thread hashes while the rest of the part arrives.
+HASH_STEP = 1024 * 1024
 
 
 class PartSink(Protocol):
@@ -34,9 +38,9 @@ class PartSink(Protocol):
 
     async def upload_part(self, number: int, data: bytes | bytearray, md5: str) -> None: ...
 
-    async def put_whole(self, data: bytes | bytearray | memoryview) -> None: ...
+    async def put_whole(self, data: bytes | bytearray | memoryview, md5: str) -> None: ...
 
-    async def put_tail(self, data: bytes, next_part: int) -> None: ...
+    async def put_tail(self, data: bytes, next_part: int, md5: str) -> None: ...
 
     async def delete_tail(self) -> None: ...
 
@@ -72,6 +76,67 @@ class _InFlight:
             self.done.set()
 
 
+class _Hasher:
+    """One part's MD5 and the chunk's checksum, computed while the part's buffer fills.
+
+    A worker thread (hashlib releases the GIL) hashes what has arrived, in byte order, until fewer than
+    HASH_STEP new bytes are left; the loop starts the next job as the buffer grows. Jobs go straight to
+    the loop's executor: a task would start only once the body lets the loop run other tasks, which a
+    body whose chunks are already buffered does not. So when the part is complete only its last bytes
+    remain to hash. The buffer is never resized, and the loop only writes beyond the bytes a job reads.
+    """
+
+    def __init__(self, buf: bytearray, verify_from: int, verifier: ChecksumVerifier | None) -> None:
+        self._buf = buf
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._done = 0  # bytes hashed
+        self._available = 0  # bytes in the buffer (the loop moves it on, a job hashes up to it)
+        self._verify_from = verify_from  # the body's first byte (before it: the old tail, verified already)
+        self._verifier = verifier
+        self._running = False  # a job is hashing (set by the loop, cleared by the job's thread)
+        self._jobs: list[asyncio.Future[None]] = []
+
+    def _update(self, end: int) -> None:
+        view = memoryview(self._buf)
+        self._md5.update(view[self._done : end])
+        if self._verifier is not None and end > self._verify_from:
+            self._verifier.update(view[max(self._done, self._verify_from) : end])
+        self._done = end
+
+    def _catch_up(self) -> None:
+        try:
+            while (end := self._available) - self._done >= HASH_STEP:
+                self._update(end)
+        finally:
+            self._running = False
+
+    def kick(self, end: int) -> None:
+        """The buffer holds ``end`` bytes: hash them beside the body unless a job is running or fewer
+        than HASH_STEP bytes are new."""
+        self._available = end
+        if self._running or end - self._done < HASH_STEP:
+            return
+        self._running = True
+        self._jobs.append(asyncio.get_running_loop().run_in_executor(None, self._catch_up))
+
+    async def digest(self, end: int) -> str:
+        """The Content-MD5 of the buffer's first ``end`` bytes (and the checksum fed up to there)."""
+        if self._jobs:
+            # never cancels a job: after a cancellation the salvage waits here again, so two threads
+            # never hash at once
+            await asyncio.wait(self._jobs)
+            failures = [job.exception() for job in self._jobs]
+            self._jobs.clear()
+            for failure in failures:
+                if failure is not None:
+                    raise failure
+        if end - self._done >= INLINE_HASH_BYTES:
+            await anyio.to_thread.run_sync(self._update, end)
+        elif end > self._done:
+            self._update(end)
+        return md5_header(self._md5.digest())
+
+
 class ChunkWriter:
     """Writes one PATCH body after ``view`` (the upload's resolved objects) and ``head`` (the tail's bytes).
 
@@ -100,7 +165,8 @@ class ChunkWriter:
         self._remaining = remaining
         self._buf = bytearray(part_size)
         self._buf[: len(head)] = head
-        self._pos = self._hashed = len(head)
+        self._pos = len(head)
+        self._hasher = _Hasher(self._buf, len(head), verifier)
         self._inflight: _InFlight | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._uncertain: list[int] = []  # parts whose upload failed: they may or may not exist
@@ -139,29 +205,23 @@ class ChunkWriter:
                 # a full buffer goes up once more bytes arrive: if the body ends here instead, it may be
                 # the whole upload (one PUT, :meth:`_store_remainder`)
                 if self._pos == size:
-                    await self._ship(*self._take())
+                    await self._ship(await self._hasher.digest(size))
                 n = min(len(view), size - self._pos)
                 self._buf[self._pos : self._pos + n] = view[:n]
                 self._pos += n
                 view = view[n:]
+            self._hasher.kick(self._pos)
 
-    def _take(self) -> tuple[bytearray, int]:
-        """The filled buffer and where its unhashed bytes start. The next buffer is allocated only once
-        this one is on its way (:meth:`_ship`), so at most two parts are held."""
+    def _take(self) -> bytearray:
+        """The filled buffer. The next buffer is allocated only once this one is on its way
+        (:meth:`_ship`), so at most two parts are held."""
         data = self._buf if self._pos == len(self._buf) else self._buf[: self._pos]
-        start = self._hashed
-        self._buf, self._pos, self._hashed = bytearray(), 0, 0
-        return data, start
+        self._buf, self._pos = bytearray(), 0
+        return data
 
-    async def _hash(self, data: bytearray | memoryview, start: int) -> None:
-        """Feed the body's bytes (not the old tail's) to the verifier, in a worker thread."""
-        if self._verifier is not None and start < len(data):
-            await anyio.to_thread.run_sync(self._verifier.update, memoryview(data)[start:])
-
-    async def _ship(self, data: bytearray, unhashed: int, *, refill: bool = True) -> None:
-        """Hash (while the previous part is still uploading), then upload ``data`` as the next part once
-        the previous one is in."""
-        md5 = await anyio.to_thread.run_sync(_digest, data, unhashed, self._verifier)
+    async def _ship(self, md5: str, *, refill: bool = True) -> None:
+        """Upload the buffer (hashed: ``md5``) as the next part once the previous one is in."""
+        data = self._take()
         await self._settle_inflight()
         number = self._next
         if number > MAX_PART_NUMBER:
@@ -174,6 +234,7 @@ class ChunkWriter:
         self._tg.start_soon(self._inflight.run, self._sink)
         if refill:
             self._buf = bytearray(self._part_size)
+            self._hasher = _Hasher(self._buf, 0, self._verifier)
 
     async def _prepare(self, number: int) -> None:
         """Before part ``number`` goes up: the multipart upload to hold it (the upload's first part creates
@@ -207,30 +268,29 @@ class ChunkWriter:
     async def _complete(self) -> None:
         """The body ended: verify, then store the remainder and commit the chunk."""
         await self._settle_inflight()
+        md5 = await self._hasher.digest(self._pos)
         if self._verifier is not None:
-            await self._hash(memoryview(self._buf)[: self._pos], self._hashed)
-            self._hashed = self._pos
             self._verifier.verify()
-        tail_written = await self._store_remainder()
+        tail_written = await self._store_remainder(md5)
         await self._commit(tail_written)
 
-    async def _store_remainder(self) -> bool:
-        """Upload the remainder as a part (>= 5 MiB, or the upload's last bytes) or write it as the tail.
-        Returns whether a new tail object was written."""
+    async def _store_remainder(self, md5: str) -> bool:
+        """Upload the remainder (hashed: ``md5``) as a part (>= 5 MiB, or the upload's last bytes) or
+        write it as the tail. Returns whether a new tail object was written."""
         if not self._pos:
             return False
         final = self._remaining is not None and self.received == self._remaining
         if final and self._state.multipart_id is None:  # no part before these bytes: the whole upload
-            await self._sink.put_whole(memoryview(self._buf)[: self._pos])
+            await self._sink.put_whole(memoryview(self._buf)[: self._pos], md5)
             return False
         if final or self._pos >= MIN_PART_SIZE:
-            await self._ship(*self._take(), refill=False)
+            await self._ship(md5, refill=False)
             await self._settle_inflight()
             return False
         if not (self.received or self._shipped):
             return False  # the head is the unchanged old tail
         self._tail_put = "sent"
-        await self._sink.put_tail(bytes(memoryview(self._buf)[: self._pos]), self._next)
+        await self._sink.put_tail(bytes(memoryview(self._buf)[: self._pos]), self._next, md5)
         self._tail_put = "done"
         return True
 
@@ -293,12 +353,5 @@ class ChunkWriter:
                 self._state.discard(number, number)  # never reuse it, never count it
             await self._sink.save_state(self._state)
             return
-        tail_written = await self._store_remainder()
+        tail_written = await self._store_remainder(await self._hasher.digest(self._pos))
         await self._commit(tail_written)
-
-
-def _digest(data: bytearray, unhashed: int, verifier: ChecksumVerifier | None) -> str:
-    """In a worker thread: feed the body's bytes to the verifier; return the part's Content-MD5."""
-    if verifier is not None and unhashed < len(data):
-        verifier.update(memoryview(data)[unhashed:])
-    return md5_b64(data)

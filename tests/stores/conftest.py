@@ -28,11 +28,11 @@ def s3_spec(s3_server: Any, bucket: str, prefix: str = "uploads/") -> StoreSpec:
     )
 
 
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture(params=["local", "local-threaded", pytest.param("s3", marks=pytest.mark.s3)])
 def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     """Where a store keeps its uploads; open it (again, as a fresh instance) with ``open_store(spec)``."""
-    if request.param == "local":
-        return StoreSpec(kind="local", directory=str(tmp_path / "uploads"))
+    if request.param.startswith("local"):
+        return StoreSpec(kind=request.param, directory=str(tmp_path / "uploads"))
     server = request.getfixturevalue("s3_server")
     return s3_spec(server, request.getfixturevalue("s3_bucket"))
 

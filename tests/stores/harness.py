@@ -27,7 +27,7 @@ PART = 5 * MiB  # the smallest part size S3 allows: tests cross part boundaries 
 
 @dataclass(frozen=True)
 class StoreSpec:
-    kind: str  # "local" | "s3"
+    kind: str  # "local" | "local-threaded" (RELAYPACS_LOCAL_INLINE_IO=false) | "s3"
     directory: str = ""
     endpoint_url: str = ""
     bucket: str = ""
@@ -53,8 +53,8 @@ class StoreSpec:
 @contextlib.asynccontextmanager
 async def open_store(spec: StoreSpec) -> AsyncIterator[Any]:
     """A new store instance over the storage ``spec`` names (as a new process would open it)."""
-    if spec.kind == "local":
-        store: UploadStore = LocalStore(spec.directory)
+    if spec.kind.startswith("local"):
+        store: UploadStore = LocalStore(spec.directory, inline_io=spec.kind == "local")
         try:
             yield store
         finally:
@@ -82,7 +82,7 @@ async def raw_client(spec: StoreSpec) -> AsyncIterator[Any]:
 
 async def stored_bytes(spec: StoreSpec, upload_id: str) -> int:
     """Bytes physically present for an upload, whatever counts (local: data file; S3: parts + tail)."""
-    if spec.kind == "local":
+    if spec.kind.startswith("local"):
         return os.path.getsize(os.path.join(spec.directory, upload_id))
     key = spec.prefix + upload_id
     async with raw_client(spec) as s3:

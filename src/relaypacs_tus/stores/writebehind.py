@@ -1,5 +1,5 @@
 """Write-behind for one PATCH body into a local file: the event loop keeps receiving while a worker thread
-writes the previous batch (and, for a checksum chunk, a second one hashes it), so none waits for another.
+writes (and hashes) the previous batch, so neither waits for the other.
 
 Why this shape (measured with ``benchmarks/``, 1 GiB in 8 MiB PATCHes on a 2-core VM):
 
@@ -7,6 +7,9 @@ Why this shape (measured with ``benchmarks/``, 1 GiB in 8 MiB PATCHes on a 2-cor
   write makes the kernel allocate large page-cache folios, which on a VM whose host reclaims freed memory
   cost 2-3x more per byte (``dd`` bs=64K vs bs=4M showed the same); the sink and the peers write chunk by
   chunk too;
+* write, then hash: a chunk ``os.write`` has just read is still in the CPU cache, and hashing it there
+  costs about half the CPU of hashing it before (or in a second thread, which also made each lane wait
+  for the other); on 2 cores, CPU is what a checksum costs;
 * double buffering: at most one batch in the thread and one being received, so memory per PATCH is about
   ``2 x flush`` bytes whatever the PATCH size (the store picks ``flush``);
 * one thread hop for a body shorter than ``flush`` (open, write, verify, close together), none for a
@@ -20,7 +23,6 @@ the spool holds exactly the bytes that did not reach the file. Without a checksu
 from __future__ import annotations
 
 import collections
-import functools
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -50,8 +52,7 @@ class Spool:
         self._on_rollback = rollback
         self._chunks: collections.deque[bytes] = collections.deque()
         self._fd: int | None = None
-        self._written: anyio.Event | None = None  # set when the batch in flight is written
-        self._hashed: list[anyio.Event] = []  # the last two batches handed to hashing, oldest first
+        self._busy: anyio.Event | None = None  # set when the batch in flight is written
         self._started = False
         self.queued = 0  # bytes received and not yet handed to a write
         self.written = 0
@@ -67,51 +68,26 @@ class Spool:
         self.queued += len(chunk)
 
     async def write_behind(self, tg: anyio.abc.TaskGroup) -> None:
-        """Start writing everything queued and return at once, once the previous batch is written.
-
-        With a checksum each batch is also hashed, in another worker thread and in order, allowed to lag
-        one batch behind the writes: hashing and writing each cost about a second of CPU per GiB here,
-        one after the other they halved the throughput, and tied batch by batch each waited for the
-        other's slowest moment. Memory per PATCH: about three batches with a checksum, two without."""
-        if self._written is not None:
-            await self._written.wait()
-        if len(self._hashed) == 2:
-            await self._hashed[0].wait()
+        """Wait for the write in flight, then start writing everything queued and return at once."""
+        if self._busy is not None:
+            await self._busy.wait()
         if self.error is not None:
             raise self.error
         self._started = True
+        done = self._busy = anyio.Event()
         count, self.queued = len(self._chunks), 0
-        self._written = anyio.Event()
-        tg.start_soon(self._lane, functools.partial(self._write, count, hash_too=False), self._written)
-        if self._verifier is not None:
-            # Exactly this batch: the previous one has left the spool, and only this loop appends.
-            after = self._hashed[-1] if self._hashed else None
-            self._hashed = [*self._hashed[-1:], anyio.Event()]
-            tg.start_soon(self._hash_lane, list(self._chunks), after, self._hashed[-1])
+        tg.start_soon(self._write_task, count, done)
 
-    async def _hash_lane(self, batch: list[bytes], after: anyio.Event | None, done: anyio.Event) -> None:
-        if after is not None:  # the digest needs the batches in order
-            await after.wait()
-        await self._lane(functools.partial(self._hash, batch), done)
-
-    async def _lane(self, work: Callable[[], None], done: anyio.Event) -> None:
+    async def _write_task(self, count: int, done: anyio.Event) -> None:
         try:
-            await anyio.to_thread.run_sync(work)
+            await anyio.to_thread.run_sync(self._write, count)
         except Exception as exc:  # kept for write_behind/commit: a task group would wrap it in a group
-            if self.error is None:
-                self.error = exc
+            self.error = exc
         finally:
             done.set()
 
-    def _hash(self, chunks: list[bytes]) -> None:
-        """In a worker thread: feed a batch to the verifier (one batch at a time, in order)."""
-        assert self._verifier is not None
-        for chunk in chunks:
-            self._verifier.update(chunk)
-
-    def _write(self, count: int, *, hash_too: bool = True) -> None:
-        """In a worker thread: write (and unless a hashing lane does it, hash) the first ``count``
-        chunks, one ``os.write`` per chunk."""
+    def _write(self, count: int) -> None:
+        """In a worker thread: write, then hash, the first ``count`` chunks, one ``os.write`` each."""
         if not count:  # an empty body touches nothing (an accepted upload's file is read-only)
             return
         if self._fd is None:
@@ -119,13 +95,13 @@ class Spool:
         fd = self._fd
         for _ in range(count):
             chunk = self._chunks[0]
-            if hash_too and self._verifier is not None:
-                self._verifier.update(chunk)
             view = memoryview(chunk)
             while view:
                 n = os.write(fd, view)
                 self.written += n
                 view = view[n:]
+            if self._verifier is not None:  # after the write: the chunk is in cache now
+                self._verifier.update(chunk)
             self._chunks.popleft()
 
     def commit(self) -> None:

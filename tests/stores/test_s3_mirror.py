@@ -208,3 +208,16 @@ async def test_a_failed_write_forgets_the_mirror(s3: StoreSpec, monkeypatch: pyt
         await finish(store, info.id)
         assert await read_all(store, info.id) == data
     assert (await info_json(s3, info.id))["S3"]["DiscardedParts"] == [[2, 2]]
+
+
+async def test_a_body_longer_than_the_upload_is_refused_at_its_end(s3: StoreSpec) -> None:
+    """The engine never passes such bytes on (its body reader stops at the length); the store keeps the
+    bytes that fit and refuses the rest, so a buffer sized to what the upload still needs never grows."""
+    data = pattern(3 * MiB + 100)
+    async with open_store(s3) as store:
+        info = await created(store, 3 * MiB)
+        with pytest.raises(errors.UploadSizeExceeded):
+            await append(store, info.id, data)
+        got = await store.get(info.id)
+        assert (got.offset, got.finished) == (3 * MiB, True)  # the 3 MiB that fit went up whole
+        assert await read_all(store, info.id) == data[: 3 * MiB]

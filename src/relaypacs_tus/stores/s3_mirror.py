@@ -83,6 +83,8 @@ class Mirrors:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._mirrors: OrderedDict[str, Mirror] = OrderedDict()
+        self._parts: dict[str, int] = {}  # listed parts of each mirror when it was last put
+        self._total = 0  # their sum
         self._max_uploads = max_uploads
         self._max_parts = max_parts
         self._max_idle = max_idle
@@ -92,8 +94,8 @@ class Mirrors:
         return len(self._mirrors)
 
     def parts(self) -> int:
-        """Listed parts held over all mirrors."""
-        return sum(len(m.listed) for m in self._mirrors.values())
+        """Listed parts held over all mirrors (as counted when each was last put)."""
+        return self._total
 
     def get(self, upload_id: str) -> Mirror | None:
         """The upload's mirror, unless there is none or it has not been confirmed for too long."""
@@ -101,25 +103,30 @@ class Mirrors:
         if mirror is None:
             return None
         if self._clock() - mirror.confirmed > self._max_idle:
-            del self._mirrors[upload_id]
+            self._forget(upload_id)
             return None
         self._mirrors.move_to_end(upload_id)
         return mirror
 
     def put(self, upload_id: str, mirror: Mirror) -> None:
-        """Keep ``mirror`` as S3 just confirmed it (after a load, or after writes that all succeeded)."""
+        """Keep ``mirror`` as S3 just confirmed it (after a load, or after writes that all succeeded).
+        Between puts a writer adds parts in place; they are counted here, at the end of its request."""
         mirror.confirmed = self._clock()
+        self._forget(upload_id)
         self._mirrors[upload_id] = mirror
-        self._mirrors.move_to_end(upload_id)
-        parts = self.parts()
-        while self._mirrors and (len(self._mirrors) > self._max_uploads or parts > self._max_parts):
-            _, evicted = self._mirrors.popitem(last=False)
-            parts -= len(evicted.listed)
+        self._parts[upload_id] = len(mirror.listed)
+        self._total += len(mirror.listed)
+        while self._mirrors and (len(self._mirrors) > self._max_uploads or self._total > self._max_parts):
+            self._forget(next(iter(self._mirrors)))
 
     def drop(self, upload_id: str, mirror: Mirror | None = None) -> None:
         """Forget the upload (only if its mirror is still ``mirror``, when given)."""
         if mirror is None or self._mirrors.get(upload_id) is mirror:
-            self._mirrors.pop(upload_id, None)
+            self._forget(upload_id)
+
+    def _forget(self, upload_id: str) -> None:
+        self._mirrors.pop(upload_id, None)
+        self._total -= self._parts.pop(upload_id, 0)
 
 
 class Sink:
@@ -188,6 +195,7 @@ async def load(objects: UploadObjects) -> Mirror:
 
 
 def resolved(mirror: Mirror) -> View:
+    """The mirror's view; objects that contradict each other are logged and a 503 (never guessed)."""
     try:
         return mirror.view()
     except LayoutError as exc:

@@ -163,10 +163,8 @@ class ChunkWriter:
         self._part_size = part_size
         self._verifier = verifier
         self._remaining = remaining
-        self._buf = bytearray(part_size)
-        self._buf[: len(head)] = head
-        self._pos = len(head)
-        self._hasher = _Hasher(self._buf, len(head), verifier)
+        self._placed = 0  # bytes of the body copied into buffers
+        self._new_buffer(head)
         self._inflight: _InFlight | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._uncertain: list[int] = []  # parts whose upload failed: they may or may not exist
@@ -197,20 +195,33 @@ class ChunkWriter:
     # -- receiving ---------------------------------------------------------------------------------------
 
     async def _feed(self, body: AsyncIterator[bytes]) -> None:
-        size = self._part_size
         async for chunk in body:
+            if self._remaining is not None and self.received + len(chunk) > self._remaining:
+                raise errors.UploadSizeExceeded()  # the engine never passes such bytes on; be sure
             self.received += len(chunk)
             view = memoryview(chunk)
             while view:
                 # a full buffer goes up once more bytes arrive: if the body ends here instead, it may be
                 # the whole upload (one PUT, :meth:`_store_remainder`)
-                if self._pos == size:
-                    await self._ship(await self._hasher.digest(size))
-                n = min(len(view), size - self._pos)
+                if self._pos == len(self._buf):
+                    await self._ship(await self._hasher.digest(self._pos))
+                n = min(len(view), len(self._buf) - self._pos)
                 self._buf[self._pos : self._pos + n] = view[:n]
                 self._pos += n
+                self._placed += n
                 view = view[n:]
             self._hasher.kick(self._pos)
+
+    def _new_buffer(self, head: bytes = b"") -> None:
+        """The next part's buffer, starting with ``head``: a part, or only as much as the upload still
+        needs (a 4 KiB upload must not allocate and zero a whole part)."""
+        size = self._part_size
+        if self._remaining is not None:
+            size = min(size, len(head) + self._remaining - self._placed)
+        self._buf = bytearray(size)
+        self._buf[: len(head)] = head
+        self._pos = len(head)
+        self._hasher = _Hasher(self._buf, len(head), self._verifier)
 
     def _take(self) -> bytearray:
         """The filled buffer. The next buffer is allocated only once this one is on its way
@@ -233,8 +244,7 @@ class ChunkWriter:
         assert self._tg is not None
         self._tg.start_soon(self._inflight.run, self._sink)
         if refill:
-            self._buf = bytearray(self._part_size)
-            self._hasher = _Hasher(self._buf, 0, self._verifier)
+            self._new_buffer()
 
     async def _prepare(self, number: int) -> None:
         """Before part ``number`` goes up: the multipart upload to hold it (the upload's first part creates

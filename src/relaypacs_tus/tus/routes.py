@@ -6,6 +6,7 @@ Routes: ``{base}`` (POST creation, OPTIONS) and ``{base}{id}`` (HEAD, PATCH, DEL
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -319,16 +320,25 @@ def _forwarded(request: Request, scheme: str, host: str) -> tuple[str, str]:
 
 
 def _hook_request(request: Request) -> HTTPRequest:
+    """tusd's ``HTTPRequest`` for the hooks; built for every tus request, so from the raw scope."""
     header: dict[str, list[str]] = {}
-    for key, value in request.headers.items():
-        header.setdefault("-".join(p.capitalize() for p in key.split("-")), []).append(value)
-    client = request.client
+    for key, value in request.scope["headers"]:
+        header.setdefault(_canonical(key), []).append(value.decode("latin-1"))
+    client = request.scope.get("client")
+    path = request.scope["path"]  # ASGI: the full path, root_path included
+    query = request.scope.get("query_string", b"").decode("latin-1")
     return HTTPRequest(
         method=_method(request),
-        uri=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        remote_addr=f"{client.host}:{client.port}" if client else "",
+        uri=path + (f"?{query}" if query else ""),
+        remote_addr=f"{client[0]}:{client[1]}" if client else "",
         header=header,
     )
+
+
+@functools.lru_cache(maxsize=512)
+def _canonical(key: bytes) -> str:
+    """``upload-offset`` -> ``Upload-Offset``, as Go's net/http names headers (tusd's hooks see those)."""
+    return "-".join(p.capitalize() for p in key.decode("latin-1").split("-"))
 
 
 __all__ = [

@@ -29,7 +29,7 @@ def configure(level: str = "info", fmt: str = "json") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=True,  # configured once at start-up, before any logger is used
     )
     # uvicorn's access log would print request lines; keep it, but at our level and without bodies.
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")

@@ -307,7 +307,7 @@ def serve(settings: Settings) -> int:
 
     from . import logs
     from .app import create_app
-    from .serving import with_head_deadline
+    from .serving import with_head_deadline, zero_copy_bodies
 
     logs.configure(settings.log_level, settings.log_format)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -329,7 +329,9 @@ def serve(settings: Settings) -> int:
         # httptools (C parser) with our cap on the header block; h11 has a cap but parses in Python and cost
         # ~40% of PATCH throughput (benchmarks/). The event loop is uvloop ("auto"; uvicorn[standard]).
         # ...and a deadline for each request head, so slow-loris connections cannot pile up (serving.py).
-        http=with_head_deadline(bounded_httptools(settings.max_header_size), settings.header_timeout),
+        http=with_head_deadline(
+            zero_copy_bodies(bounded_httptools(settings.max_header_size)), settings.header_timeout
+        ),
         # uvicorn would believe X-Forwarded-* from 127.0.0.1 by default; only RELAYPACS_TRUSTED_PROXIES
         # decides whom to believe (tus/routes.py ProxyTrust), so a local client cannot forge Location.
         proxy_headers=False,

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.services.waiting import missing
+
 from .helpers import CHROMIUM_ARGS, UploadApp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,11 +50,9 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip(
-            f"Chromium is not installed at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
-        )
+        missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)")
     if not (WEB_DIR / "index.html").is_file():
-        pytest.skip(
+        missing(
             f"the PWA is not built: {WEB_DIR}/index.html is missing (cd client && npm ci && npm run build)"
         )
     from playwright.sync_api import sync_playwright

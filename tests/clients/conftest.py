@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.services.server import RelayServer
+from tests.services.waiting import missing
 from tests.tus.storeview import stored
 
 JS_DIR = Path(__file__).parent / "js"
@@ -116,5 +117,5 @@ def kill_and_restart(relay: Relay, threshold: int) -> Callable[[], KillResult]:
 def node_client() -> Path:
     """tests/clients/js with its node_modules (CI runs ``npm ci`` there first)."""
     if not (JS_DIR / "node_modules" / "tus-js-client").is_dir():
-        pytest.skip("tus-js-client is not installed: run `npm ci` in tests/clients/js")
+        missing("tus-js-client is not installed: run `npm ci` in tests/clients/js")
     return JS_DIR / "upload.js"

@@ -23,12 +23,9 @@ PASSWORD_ENV = "RELAYPACS_TEST_ORTHANC_PASSWORD"
 
 
 @pytest.fixture
-def pacs(request: pytest.FixtureRequest) -> Any:
-    """A fresh Orthanc (tests/services/orthanc.py); skipped until that fixture exists."""
-    try:
-        return request.getfixturevalue("fresh_orthanc")
-    except pytest.FixtureLookupError:
-        pytest.skip("the Orthanc fixture (tests/services/orthanc.py) is not available yet")
+def pacs(fresh_orthanc: Any) -> Any:
+    """A fresh Orthanc (tests/services/orthanc.py)."""
+    return fresh_orthanc
 
 
 def pipeline_env(orthanc: Any, **more: str) -> dict[str, str]:

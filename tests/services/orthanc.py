@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import pytest
 import requests
 
 from .ports import free_port, wait_for_port
+from .waiting import wait_until
 
 _PLUGIN_CANDIDATES = (
     "/usr/share/orthanc/plugins/libOrthancDicomWeb.so",
@@ -146,15 +146,16 @@ class OrthancServer:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"Orthanc exited with {self.proc.returncode}:\n{self._log_tail()}")
-            if self._answers_as_us() and _port_accepts(self.dicom_port):
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise TimeoutError(f"Orthanc not ready after {timeout}s:\n{self._log_tail()}")
+            return self._answers_as_us() and _port_accepts(self.dicom_port)
+
+        try:
+            wait_until(ready, timeout, what="Orthanc to answer")
+        except AssertionError:
+            self.stop()
+            raise TimeoutError(f"Orthanc not ready after {timeout}s:\n{self._log_tail()}") from None
 
     def _answers_as_us(self) -> bool:
         try:

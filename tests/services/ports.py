@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
+
+from .waiting import wait_until
 
 
 def free_port() -> int:
@@ -34,11 +35,9 @@ def free_port_block(count: int, *, start: int = 20000, stop: int = 60000) -> int
 
 
 def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listens() -> bool:
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
             s.settimeout(0.5)
-            if s.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+            return s.connect_ex((host, port)) == 0
+
+    wait_until(listens, timeout, what=f"something to listen on {host}:{port}")

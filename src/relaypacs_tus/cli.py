@@ -215,6 +215,7 @@ def hook(settings: Settings, event: str) -> int:
     from .app import hook_config
     from .hooks import program
     from .hooks.config import PipelineConfig
+    from .stores.documents import FolderDocuments
     from .tus.events import HookType
 
     logs.configure(settings.log_level, settings.log_format)  # to stderr, which tusd passes through
@@ -229,7 +230,9 @@ def hook(settings: Settings, event: str) -> int:
             destinations = load_destinations(settings.destinations)
         try:
             request = sys.stdin.buffer.read()
-            return await program.run(HookType(event), request, destinations=destinations, config=pipeline)
+            return await program.run(
+                HookType(event), request, destinations=destinations, config=pipeline, folder=FolderDocuments
+            )
         finally:
             for destination in destinations:
                 await destination.aclose()

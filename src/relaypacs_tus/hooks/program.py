@@ -16,7 +16,7 @@ folder beside the uploads, the same layout as our local store.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -24,10 +24,11 @@ import structlog
 
 from ..pacs.base import Destination
 from ..tus.events import NO_CHANGE, HookResponse, HookType
+from ..tus.store import Documents
 from .config import PipelineConfig
 from .events import HookFormatError, event_from_tusd, response_to_tusd
 from .pipeline import Audit, Pipeline
-from .records import DirectoryDocuments, RecordStore
+from .records import RecordStore
 from .sources import EventSource
 
 log = structlog.get_logger("relaypacs_tus.hooks")
@@ -40,11 +41,15 @@ class ProgramError(Exception):
     """The hook request cannot be handled (bad JSON, no filestore path); the program exits non-zero."""
 
 
-def documents_for(storage: dict[str, str]) -> DirectoryDocuments:
+#: Opens the documents kept in a folder (the wiring passes the local store's folder implementation).
+FolderOpener = Callable[[Path], Documents]
+
+
+def documents_for(storage: dict[str, str], folder: FolderOpener) -> Documents:
     path = storage.get("Path")
     if storage.get("Type") != "filestore" or not path:
         raise ProgramError("the upload has no filestore path (run tusd with -upload-dir)")
-    return DirectoryDocuments(Path(path).parent / ".documents")
+    return folder(Path(path).parent / ".documents")
 
 
 async def run(
@@ -53,6 +58,7 @@ async def run(
     *,
     destinations: Sequence[Destination],
     config: PipelineConfig,
+    folder: FolderOpener,
     audit: Audit | None = None,
 ) -> bytes:
     """Handle one hook request; returns the stdout to print. Raises :class:`ProgramError`."""
@@ -64,7 +70,7 @@ async def run(
         raise ProgramError(f"this program handles {kind.value}, the request is {event.type.value}")
     if kind not in EVENTS or event.upload.is_partial:
         return b""
-    records = RecordStore(documents_for(event.upload.storage))
+    records = RecordStore(documents_for(event.upload.storage, folder))
     pipeline = Pipeline(records, EventSource(event.upload), destinations, config, audit=audit)
     answer = await _handle(pipeline, kind, event.upload.id)
     return json.dumps(response_to_tusd(answer)).encode() if answer != NO_CHANGE else b""

@@ -12,17 +12,11 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
-from ..tus.store import Documents, UploadInfo, check_document_key
+from ..tus.store import Documents, UploadInfo
 
 #: Record states (contracts.md section 4). "received": all bytes in and accepted, waiting for delivery.
 STATES = ("received", "validating", "wrapping", "delivering", "delivered", "rejected", "failed")
@@ -155,44 +149,6 @@ class RecordStore:
 
     async def _save(self, key: str, data: dict[str, Any]) -> None:
         await self.documents.put_document(key, json.dumps(data, separators=(",", ":")).encode())
-
-
-class DirectoryDocuments:
-    """:class:`Documents` on a plain folder, for hook programs running behind stock tusd (which has no
-    document store). Same layout as the local store's ``.documents`` folder: atomic temp-and-rename writes."""
-
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
-
-    def _path(self, key: str) -> Path:
-        return self.root / check_document_key(key)
-
-    async def put_document(self, key: str, data: bytes) -> None:
-        await anyio.to_thread.run_sync(self._put, key, data)
-
-    def _put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    async def get_document(self, key: str) -> bytes:
-        try:
-            return await anyio.to_thread.run_sync(self._path(key).read_bytes)
-        except FileNotFoundError:
-            raise KeyError(key) from None
-
-    async def list_documents(self, prefix: str) -> AsyncIterator[str]:
-        root = self.root
-        paths = await anyio.to_thread.run_sync(lambda: [p for p in root.rglob("*") if p.is_file()])
-        for path in paths:
-            key = path.relative_to(root).as_posix()
-            if key.startswith(prefix) and not path.name.startswith("."):
-                yield key
-
-    async def delete_document(self, key: str) -> None:
-        await anyio.to_thread.run_sync(lambda: self._path(key).unlink(missing_ok=True))
 
 
 def rfc3339(ts: float | None) -> str | None:

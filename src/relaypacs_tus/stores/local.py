@@ -30,7 +30,8 @@ import anyio.to_thread
 
 from ..tus import errors
 from ..tus.checksum import ChecksumVerifier
-from ..tus.store import UploadInfo, check_document_key, check_upload_id
+from ..tus.store import UploadInfo, check_upload_id
+from .documents import FolderDocuments, atomic_write
 from .writebehind import Spool, spool_body
 
 #: Most bytes a PATCH receives before handing them to a worker thread to hash and write (write-behind: the
@@ -62,6 +63,7 @@ class LocalStore:
         self._flush = flush_bytes
         self._inline = inline_io
         self._appending = 0  # PATCHes writing right now (they share FLUSH_BUDGET)
+        self._documents = FolderDocuments(self.directory / ".documents")
 
     async def _small(self, fn: Callable[..., T], *args: object) -> T:
         """Run a small file operation: on the loop if ``inline_io``, else in a worker thread."""
@@ -96,7 +98,7 @@ class LocalStore:
         self._write_info(info)
 
     def _write_info(self, info: UploadInfo) -> None:
-        _atomic_write(self._info_path(info.id), json.dumps(info.to_json(), separators=(",", ":")).encode())
+        atomic_write(self._info_path(info.id), json.dumps(info.to_json(), separators=(",", ":")).encode())
 
     async def save_info(self, info: UploadInfo) -> None:
         await self._small(self._write_info, info)
@@ -158,7 +160,7 @@ class LocalStore:
         if committed != size:  # a checksum chunk of a crashed process: roll it back
             os.ftruncate(fd, committed)
         if checksum:
-            _atomic_write(self._pending_path(upload_id), str(committed).encode())
+            atomic_write(self._pending_path(upload_id), str(committed).encode())
         else:
             _unlink(self._pending_path(upload_id))
         os.lseek(fd, committed, os.SEEK_SET)
@@ -222,35 +224,19 @@ class LocalStore:
     async def aclose(self) -> None:
         return None
 
-    # -- documents (optional capability) ---------------------------------------------------------------
-
-    def _document_path(self, key: str) -> Path:
-        return self.directory / ".documents" / check_document_key(key)
+    # -- documents (optional capability): kept in ``.documents`` beside the uploads --------------------
 
     async def put_document(self, key: str, data: bytes) -> None:
-        await anyio.to_thread.run_sync(self._put_document_sync, key, data)
-
-    def _put_document_sync(self, key: str, data: bytes) -> None:
-        path = self._document_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic_write(path, data, hidden=True)
+        await self._documents.put_document(key, data)
 
     async def get_document(self, key: str) -> bytes:
-        try:
-            return await anyio.to_thread.run_sync(self._document_path(key).read_bytes)
-        except FileNotFoundError:
-            raise KeyError(key) from None
+        return await self._documents.get_document(key)
 
-    async def list_documents(self, prefix: str) -> AsyncIterator[str]:
-        root = self.directory / ".documents"
-        paths = await anyio.to_thread.run_sync(lambda: [p for p in root.rglob("*") if p.is_file()])
-        for path in paths:
-            key = path.relative_to(root).as_posix()
-            if key.startswith(prefix) and not path.name.startswith("."):
-                yield key
+    def list_documents(self, prefix: str) -> AsyncIterator[str]:
+        return self._documents.list_documents(prefix)
 
     async def delete_document(self, key: str) -> None:
-        await anyio.to_thread.run_sync(lambda: self._document_path(key).unlink(missing_ok=True))
+        await self._documents.delete_document(key)
 
 
 def _read(path: str) -> bytes:
@@ -261,18 +247,3 @@ def _read(path: str) -> bytes:
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _atomic_write(path: str | Path, data: bytes, *, hidden: bool = False) -> None:
-    """Write a small file so readers see the old or the new content, never a mix (temp file + rename),
-    readable by the server's user only (it may hold PHI in metadata)."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f"{'.' if hidden else ''}{name}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

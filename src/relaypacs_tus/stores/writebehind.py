@@ -53,7 +53,6 @@ class Spool:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._fd: int | None = None
         self._busy: anyio.Event | None = None  # set when the batch in flight is written
-        self._started = False
         self.queued = 0  # bytes received and not yet handed to a write
         self.written = 0
         self.error: Exception | None = None  # a failed write, raised on the receiving side
@@ -61,7 +60,7 @@ class Spool:
     @property
     def untouched(self) -> bool:
         """Nothing handed to a write yet: the whole body so far is in :attr:`queued`."""
-        return not self._started
+        return self._busy is None
 
     def put(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -73,7 +72,6 @@ class Spool:
             await self._busy.wait()
         if self.error is not None:
             raise self.error
-        self._started = True
         done = self._busy = anyio.Event()
         count, self.queued = len(self._chunks), 0
         tg.start_soon(self._write_task, count, done)

@@ -242,23 +242,19 @@ def tus_node() -> Server:
     )
 
 
+def _uvicorn(app: str) -> Callable[[int, Path], list[str]]:
+    """A peer ASGI app from benchmarks/peers under uvicorn, set up as our server is (UVICORN_FAST)."""
+    return lambda port, d: [
+        sys.executable, "-m", "uvicorn", "--app-dir", str(PEERS), app,
+        "--host", "127.0.0.1", "--port", str(port), *UVICORN_FAST,
+    ]  # fmt: skip
+
+
 def tuspyserver() -> Server:
     return Server(
         key="tuspyserver",
         label="tuspyserver 4.4.3",
-        argv=lambda port, d: [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            str(PEERS),
-            "tuspyserver_app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *UVICORN_FAST,
-        ],
+        argv=_uvicorn("tuspyserver_app:app"),
         env=lambda port, d: {"BENCH_TUSPY_DIR": str(d)},
         base="/files",
         note="FastAPI + create_tus_router, uvicorn with uvloop + httptools, no access log",
@@ -269,19 +265,7 @@ def sink() -> Server:
     return Server(
         key="sink",
         label="sink (raw ASGI)",
-        argv=lambda port, d: [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--app-dir",
-            str(PEERS),
-            "sink:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            *UVICORN_FAST,
-        ],
+        argv=_uvicorn("sink:app"),
         env=lambda port, d: {"BENCH_SINK_DIR": str(d)},
         note="raw ASGI app, uvicorn with uvloop + httptools, no access log; "
         "writes each body chunk, checks nothing",

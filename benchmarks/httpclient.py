@@ -114,7 +114,7 @@ class Connection:
         return line
 
     def _read_chunked(self) -> bytes:
-        out = []
+        out: list[bytes] = []
         while True:
             size = int(self._read_line().split(b";", 1)[0].strip() or b"0", 16)
             if size == 0:

@@ -1,10 +1,20 @@
-"""uvicorn glue (relaypacs_tus.serving): the zero-copy body buffer. The head deadline is exercised against
+"""uvicorn glue (relaypacs_tus.serving): the zero-copy body buffer and the malloc setting, the latter against
+the real server. The head deadline is exercised against
 the real server in tests/security/test_limits.py; every PATCH in tests/tus and tests/clients goes through
 the body buffer."""
 
 from __future__ import annotations
 
-from relaypacs_tus.serving import BodyChunks
+import platform
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from relaypacs_tus.serving import BodyChunks, keep_body_memory
+
+from .services.server import RelayServer
 
 
 def test_a_single_chunk_reaches_the_app_without_a_copy() -> None:
@@ -22,3 +32,54 @@ def test_chunks_that_arrive_between_two_reads_are_joined_in_order() -> None:
     assert len(body) == 8
     assert bytes(body) == b"abcdefgh"
     assert bytes(BodyChunks()) == b""
+
+
+def _minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])  # field 10: minflt
+
+
+def _upload_counting_faults(server: RelayServer, size: int) -> int:
+    """Upload ``size`` bytes in 8 MiB PATCHes; returns the server's minor page faults meanwhile."""
+    assert server.proc is not None
+    _upload(server, 16 << 20)  # warm up: the heap grows once to what a PATCH needs
+    before = _minor_faults(server.proc.pid)
+    _upload(server, size)
+    return _minor_faults(server.proc.pid) - before
+
+
+def _upload(server: RelayServer, size: int) -> None:
+    headers = {"Tus-Resumable": "1.0.0"}
+    with httpx.Client(timeout=30.0) as client:
+        created = client.post(server.files_url, headers={**headers, "Upload-Length": str(size)})
+        assert created.status_code == 201, created.text
+        url = httpx.URL(server.files_url).join(created.headers["Location"])
+        chunk = bytes(range(256)) * (32 * 1024)
+        for offset in range(0, size, len(chunk)):
+            patch_headers = {
+                **headers,
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+            }
+            answer = client.patch(url, headers=patch_headers, content=chunk)
+            assert answer.status_code == 204, answer.text
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is glibc's")
+def test_received_bodies_reuse_memory_instead_of_faulting_in_fresh_pages(relay_server: Any) -> None:
+    """keep_body_memory: the pages of a 64 MiB upload's bodies are not faulted in afresh for every chunk.
+    The control run (the operator's own MALLOC_TRIM_THRESHOLD_, which turns ours off, set to glibc's
+    default) shows what the test tells apart: glibc's defaults fault in about two pages per page received."""
+    size, pages = 64 << 20, (64 << 20) // 4096
+    env = {"RELAYPACS_AUTH": "off", "RELAYPACS_AUDIT": "off"}  # the audit reads each upload once more
+    tuned = _upload_counting_faults(relay_server(env=env).start(), size)
+    untuned = _upload_counting_faults(
+        relay_server(env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"}).start(), size
+    )
+    assert untuned > pages // 2, f"control: {untuned} faults for {pages} pages"
+    assert tuned < pages // 8, f"{tuned} faults for {pages} pages (glibc defaults: {untuned})"
+
+
+def test_the_operators_malloc_settings_win() -> None:
+    assert not keep_body_memory({"MALLOC_TRIM_THRESHOLD_": "131072"})
+    assert not keep_body_memory({"MALLOC_MMAP_THRESHOLD_": "131072"})
+    assert not keep_body_memory({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"})

@@ -16,8 +16,13 @@ from .settings import Settings, SettingsError
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                            help=f"{f.metadata['doc']} (env {f.metadata['env']}, default {f.default})")
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{f.metadata['doc']} (env {f.metadata['env']}, default {f.default})",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,9 +315,10 @@ def serve(settings: Settings) -> int:
 
     from . import logs
     from .app import create_app
-    from .serving import with_head_deadline, zero_copy_bodies
+    from .serving import keep_body_memory, with_head_deadline, zero_copy_bodies
 
     logs.configure(settings.log_level, settings.log_format)
+    keep_body_memory(os.environ)
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -341,7 +347,11 @@ def serve(settings: Settings) -> int:
         server_header=False,
     )
     server = uvicorn.Server(config)
-    data = settings.data_dir.resolve() if settings.store == "local" else f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
+    data = (
+        settings.data_dir.resolve()
+        if settings.store == "local"
+        else f"s3://{settings.s3_bucket}/{settings.s3_prefix}"
+    )
     print(
         f"relaypacs-tus listening on {'https' if tls else 'http'}://{host}:{port}/ "
         f"(tus endpoint {settings.base_path}, "

@@ -10,6 +10,9 @@ connection is closed. Bodies have their own idle timeout in the engine (RELAYPAC
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import platform
+from collections.abc import Mapping
 from typing import Any, cast
 
 import h11
@@ -117,3 +120,37 @@ def zero_copy_bodies(base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
             super().on_body(body)
 
     return cast("type[asyncio.Protocol]", ZeroCopyBodies)
+
+
+# glibc mallopt(3) parameters.
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 4 << 20
+TRIM_THRESHOLD = 32 << 20
+
+
+def keep_body_memory(environ: Mapping[str, str]) -> bool:
+    """Have glibc's malloc reuse the memory of received body chunks instead of returning it to the kernel
+    after each one; returns whether it did. Call once, before serving.
+
+    Every chunk uvicorn receives (up to 256 KiB) is a new ``bytes``, freed once written. With glibc's
+    defaults such a block is either mmap-ed and unmapped again, or taken from the top of the heap that
+    free() then trims: either way the next chunk's pages are fresh, and the kernel faults and zeroes each
+    of them. That cost about 30% of the server's CPU per GiB and a quarter of single-stream throughput
+    (benchmarks/, 1 GiB in 8 MiB PATCHes: 1,030 -> 1,340 MB/s, 1.06 -> 0.74 CPU s). Here blocks up to
+    4 MiB (received chunks, the stores' 1 MiB read buffers) come from the heap, and at most 32 MiB of free
+    heap stays mapped; live memory is unchanged (the write-behind spool bounds it).
+
+    Nothing changes off glibc, or when the operator tunes malloc already (``MALLOC_MMAP_THRESHOLD_``,
+    ``MALLOC_TRIM_THRESHOLD_`` or ``glibc.malloc`` in ``GLIBC_TUNABLES``): theirs wins.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in environ or "MALLOC_TRIM_THRESHOLD_" in environ:
+        return False
+    if "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""):
+        return False
+    libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt
+    # mallopt returns 1 on success; setting either also stops glibc's dynamic threshold adjustment.
+    mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    return bool(mmap_set and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)

@@ -34,11 +34,11 @@ from ..tus.store import UploadInfo, check_upload_id
 from .documents import FolderDocuments, atomic_write
 from .writebehind import Spool, spool_body
 
-#: Most bytes a PATCH receives before handing them to a worker thread to hash and write (write-behind: the
-#: loop keeps receiving meanwhile). A PATCH holds about twice its batch in memory, whatever its size.
+#: Write-behind (writebehind.py): a PATCH holds at most about twice this many received bytes that its
+#: worker thread has not written (and hashed) yet, whatever the PATCH's size.
 FLUSH_BYTES = 4 * 1024 * 1024
-#: Batches shrink when many PATCHes run at once, so together they hold about twice this (fewer, larger
-#: hand-offs to a thread cost less CPU; 32 concurrent PATCHes get MIN_FLUSH_BYTES each).
+#: The allowance shrinks when many PATCHes run at once, so together they hold about twice this (32
+#: concurrent PATCHes get MIN_FLUSH_BYTES each; a smaller one makes the loop wait for the drains more often).
 FLUSH_BUDGET = 32 * 1024 * 1024
 MIN_FLUSH_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024

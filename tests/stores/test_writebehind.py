@@ -1,0 +1,134 @@
+"""Write-behind (relaypacs_tus.stores.writebehind), the local store's PATCH path: memory stays bounded when
+the disk side is slower than the network, a slow client does not hold a worker thread, and a failure keeps
+the spool's promises (every byte received is kept, or with a checksum the chunk is rolled back)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+import pytest
+
+from relaypacs_tus.stores.writebehind import START_BYTES, Spool, spool_body
+from relaypacs_tus.tus.checksum import ChecksumVerifier
+from relaypacs_tus.tus.headers import Checksum
+
+pytestmark = pytest.mark.anyio
+
+CHUNK = 256 * 1024
+
+
+def _chunk(i: int) -> bytes:
+    return bytes([i % 251]) * CHUNK  # a fresh object each time, like the chunks uvicorn hands over
+
+
+def _opener(path: Path) -> Callable[[], int]:
+    return lambda: os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
+def _expected(count: int) -> bytes:
+    return b"".join(_chunk(i) for i in range(count))
+
+
+class SlowVerifier(ChecksumVerifier):
+    """sha1 that takes 2 ms per chunk: a disk side much slower than the network."""
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        time.sleep(0.002)
+        super().update(data)
+
+
+async def test_memory_stays_bounded_when_the_disk_is_slower_than_the_network(tmp_path: Path) -> None:
+    count, flush = 256, 1024 * 1024  # a 64 MiB body; the spool may hold about 2 MiB
+    digest = hashlib.sha1(_expected(count)).digest()
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(count):
+            yield _chunk(i)
+
+    verifier = SlowVerifier(Checksum("sha1", digest))
+    tracemalloc.start()
+    try:
+        written = await spool_body(body(), Spool(_opener(tmp_path / "data"), verifier), flush)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert written == count * CHUNK
+    assert (tmp_path / "data").read_bytes() == _expected(count)
+    assert peak < 2 * flush + 4 * CHUNK, f"peak {peak / 2**20:.1f} MiB for a 64 MiB body"
+
+
+async def test_a_slow_client_does_not_hold_a_worker_thread(tmp_path: Path) -> None:
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    count = 2 * START_BYTES // CHUNK
+    spool = Spool(_opener(tmp_path / "data"))
+    released = False
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal released
+        for i in range(count):
+            yield _chunk(i)
+        with anyio.fail_after(10):  # the client pauses after 2 MiB
+            while spool.written < count * CHUNK:  # a drain wrote them (the body has not ended)...
+                await anyio.sleep(0.001)
+            while limiter.borrowed_tokens:  # ...and gives its thread back while nothing comes
+                await anyio.sleep(0.001)
+        released = True
+        for i in range(count, 2 * count):
+            yield _chunk(i)
+
+    written = await spool_body(body(), spool, 4 * 1024 * 1024)
+    assert released
+    assert written == 2 * count * CHUNK
+    assert (tmp_path / "data").read_bytes() == _expected(2 * count)
+
+
+async def test_a_body_that_breaks_off_keeps_every_byte_received(tmp_path: Path) -> None:
+    count = 3 * START_BYTES // CHUNK + 1
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(count):
+            yield _chunk(i)
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await spool_body(body(), Spool(_opener(tmp_path / "data")), 1024 * 1024)
+    assert (tmp_path / "data").read_bytes() == _expected(count)
+
+
+async def test_a_checksum_body_that_breaks_off_is_rolled_back(tmp_path: Path) -> None:
+    rolled_back: list[int] = []
+
+    def rollback(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        rolled_back.append(fd)
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(3 * START_BYTES // CHUNK):
+            yield _chunk(i)
+        raise ConnectionResetError("client went away")
+
+    verifier = ChecksumVerifier(Checksum("sha1", b"\0" * 20))
+    spool = Spool(_opener(tmp_path / "data"), verifier, rollback=rollback)
+    with pytest.raises(ConnectionResetError):
+        await spool_body(body(), spool, 1024 * 1024)
+    assert len(rolled_back) == 1
+    assert (tmp_path / "data").read_bytes() == b""
+
+
+async def test_a_failed_write_reaches_the_request(tmp_path: Path) -> None:
+    def full_disk() -> int:
+        raise OSError(28, "No space left on device")
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(4 * START_BYTES // CHUNK):
+            yield _chunk(i)
+
+    with pytest.raises(OSError, match="No space left"):
+        await spool_body(body(), Spool(full_disk), 1024 * 1024)

@@ -1,11 +1,13 @@
-"""uvicorn glue (relaypacs_tus.serving): the zero-copy body buffer and the malloc setting, the latter against
-the real server. The head deadline is exercised against
+"""uvicorn glue (relaypacs_tus.serving): the zero-copy body buffer, the shared read buffer and the malloc
+setting, the latter two against the real server. The head deadline is exercised against
 the real server in tests/security/test_limits.py; every PATCH in tests/tus and tests/clients goes through
 the body buffer."""
 
 from __future__ import annotations
 
+import base64
 import platform
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,45 @@ def test_the_operators_malloc_settings_win() -> None:
     assert not keep_body_memory({"MALLOC_TRIM_THRESHOLD_": "131072"})
     assert not keep_body_memory({"MALLOC_MMAP_THRESHOLD_": "131072"})
     assert not keep_body_memory({"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"})
+
+
+def _head_request(upload_path: str) -> bytes:
+    return f"HEAD {upload_path} HTTP/1.1\r\nHost: relay\r\nTus-Resumable: 1.0.0\r\n\r\n".encode()
+
+
+def _read_head(sock: socket.socket) -> dict[str, str]:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        assert more, f"connection closed after {data!r}"
+        data += more
+    status, *lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    assert status.startswith("HTTP/1.1 200"), status
+    return {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+
+
+def test_connections_that_interleave_their_reads_each_get_their_own_bytes(relay_server: Any) -> None:
+    """buffered_reads: every connection of the loop reads into one buffer. A request head that arrives in
+    three reads, with another connection's whole request read in between each, must still be parsed from
+    its own bytes: its upload id and its Tus-Resumable header are split across the reads."""
+    server = relay_server(env={"RELAYPACS_AUTH": "off"}).start()
+    metadata = {"a": "filename " + base64.b64encode(b"a" * 600).decode(), "b": "filename YmI="}
+    paths = {}
+    for key, value in metadata.items():
+        headers = {"Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": value}
+        created = httpx.post(server.files_url, headers=headers)
+        assert created.status_code == 201, created.text
+        paths[key] = httpx.URL(created.headers["Location"]).path
+    request_a = _head_request(paths["a"])
+    cuts = [len(f"HEAD {paths['a']}") - 5, request_a.index(b"Tus-Resum") + 7]
+    pieces = [request_a[: cuts[0]], request_a[cuts[0] : cuts[1]], request_a[cuts[1] :]]
+    with socket.create_connection(("127.0.0.1", server.port)) as a:
+        for piece in pieces[:-1]:
+            a.sendall(piece)  # the server reads this much and must wait for the rest...
+            with socket.create_connection(("127.0.0.1", server.port)) as b:  # ...reading B meanwhile
+                b.sendall(_head_request(paths["b"]))
+                assert _read_head(b)["upload-metadata"] == metadata["b"]
+        a.sendall(pieces[-1])
+        answer = _read_head(a)
+    assert answer["upload-metadata"] == metadata["a"]
+    assert answer["upload-length"] == "10"

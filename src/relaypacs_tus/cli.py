@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 from .settings import Settings, SettingsError
 
@@ -315,7 +316,7 @@ def serve(settings: Settings) -> int:
 
     from . import logs
     from .app import create_app
-    from .serving import keep_body_memory, with_head_deadline, zero_copy_bodies
+    from .serving import buffered_reads, keep_body_memory, with_head_deadline, zero_copy_bodies
 
     logs.configure(settings.log_level, settings.log_format)
     keep_body_memory(os.environ)
@@ -338,8 +339,14 @@ def serve(settings: Settings) -> int:
         # httptools (C parser) with our cap on the header block; h11 has a cap but parses in Python and cost
         # ~40% of PATCH throughput (benchmarks/). The event loop is uvloop ("auto"; uvicorn[standard]).
         # ...and a deadline for each request head, so slow-loris connections cannot pile up (serving.py).
-        http=with_head_deadline(
-            zero_copy_bodies(bounded_httptools(settings.max_header_size)), settings.header_timeout
+        # ...read into one reused buffer (serving.buffered_reads), not a new bytes object per read.
+        http=cast(
+            "type[asyncio.Protocol]",  # uvicorn only calls it with its keyword arguments
+            buffered_reads(
+                with_head_deadline(
+                    zero_copy_bodies(bounded_httptools(settings.max_header_size)), settings.header_timeout
+                )
+            ),
         ),
         # uvicorn would believe X-Forwarded-* from 127.0.0.1 by default; only RELAYPACS_TRUSTED_PROXIES
         # decides whom to believe (tus/routes.py ProxyTrust), so a local client cannot forge Location.

@@ -1,4 +1,6 @@
-"""uvicorn glue: a deadline for each request head, for either of uvicorn's HTTP/1.1 protocols.
+"""uvicorn glue: a deadline for each request head (for either of uvicorn's HTTP/1.1 protocols), and three
+ways of receiving bodies with fewer copies and page faults (:class:`BodyChunks`, :func:`buffered_reads`,
+:func:`keep_body_memory`).
 
 uvicorn times a connection out only between requests (keep-alive). A client that connects and sends its
 headers one byte at a time (the classic slow-loris) holds the connection for ever, and enough of them
@@ -12,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import platform
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import h11
@@ -154,3 +157,55 @@ def keep_body_memory(environ: Mapping[str, str]) -> bool:
     # mallopt returns 1 on success; setting either also stops glibc's dynamic threshold adjustment.
     mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
     return bool(mmap_set and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+
+
+READ_SIZE = 256 * 1024
+_read_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_read_buffers, "view", None)
+    if view is None:
+        view = _read_buffers.view = memoryview(bytearray(READ_SIZE))
+    return view
+
+
+def buffered_reads(base: Callable[..., asyncio.Protocol]) -> type[asyncio.BufferedProtocol]:
+    """Wrap uvicorn's HTTP protocol so the event loop reads into one reused buffer instead of a new
+    ``bytes`` per read (uvloop and asyncio both skip that copy for a ``BufferedProtocol``): 32 concurrent
+    uploads 7% faster on 7% less CPU (benchmarks/, ab of 3 runs; one stream within noise).
+
+    The buffer is shared by every connection of the event loop's thread: a read is parsed at once
+    (httptools copies what it keeps: URL, headers, body chunks), so it is free again when
+    ``buffer_updated`` returns. uvloop only takes this path for a protocol that is *not* an
+    ``asyncio.Protocol``, hence a wrapper that forwards to uvicorn's protocol instead of a subclass.
+    """
+
+    class BufferedReads(asyncio.BufferedProtocol):
+        __slots__ = ("http",)
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.http = base(*args, **kwargs)
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.http.connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.http.connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            self.http.pause_writing()
+
+        def resume_writing(self) -> None:
+            self.http.resume_writing()
+
+        def eof_received(self) -> bool | None:
+            return self.http.eof_received()
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return _read_buffer()
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.http.data_received(_read_buffer()[:nbytes])  # type: ignore[arg-type]
+
+    return BufferedReads

@@ -97,11 +97,11 @@ class Spool:
             self._more.set()
 
     async def write_behind(self, tg: anyio.abc.TaskGroup, limit: int) -> None:
-        """Have a drain running; if more than ``limit`` bytes are pending, wait until half are written."""
+        """Have a drain running; if more than ``limit`` bytes are pending, first wait until at most half
+        of ``limit`` is (the drain returns then, and a new one starts)."""
         if self.draining and self.pending > limit:
             assert self._drain is not None
-            self._low = limit // 2
-            self._more.set()
+            self._low = limit // 2  # the drain is busy writing (pending > 0), not waiting on _more
             await self._drain.wait()
             self._low = 0
         if self.error is not None:

@@ -73,11 +73,13 @@ def test_received_bodies_reuse_memory_instead_of_faulting_in_fresh_pages(relay_s
     default) shows what the test tells apart: glibc's defaults fault in about two pages per page received."""
     size, pages = 64 << 20, (64 << 20) // 4096
     env = {"RELAYPACS_AUTH": "off", "RELAYPACS_AUDIT": "off"}  # the audit reads each upload once more
-    tuned = _upload_counting_faults(relay_server(env=env).start(), size)
+    server = relay_server(env=env).start()
+    tuned = _upload_counting_faults(server, size)
     untuned = _upload_counting_faults(
         relay_server(env={**env, "MALLOC_TRIM_THRESHOLD_": "131072"}).start(), size
     )
     assert untuned > pages // 2, f"control: {untuned} faults for {pages} pages"
+    assert any(e["event"] == "http.malloc_tuned" and e["ok"] for e in server.log_events())
     assert tuned < pages // 8, f"{tuned} faults for {pages} pages (glibc defaults: {untuned})"
 
 

@@ -156,7 +156,9 @@ def keep_body_memory(environ: Mapping[str, str]) -> bool:
     libc = ctypes.CDLL(None)  # the process's own symbols: glibc's mallopt
     # mallopt returns 1 on success; setting either also stops glibc's dynamic threshold adjustment.
     mmap_set = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-    return bool(mmap_set and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+    kept = bool(mmap_set and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
+    log.info("http.malloc_tuned", ok=kept, mmap_threshold=MMAP_THRESHOLD, trim_threshold=TRIM_THRESHOLD)
+    return kept
 
 
 READ_SIZE = 256 * 1024
@@ -206,6 +208,7 @@ def buffered_reads(base: Callable[..., asyncio.Protocol]) -> type[asyncio.Buffer
             return _read_buffer()
 
         def buffer_updated(self, nbytes: int) -> None:
+            # a memoryview, not bytes: httptools parses any buffer and copies what it keeps
             self.http.data_received(_read_buffer()[:nbytes])  # type: ignore[arg-type]
 
     return BufferedReads

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from .ports import free_port
+from .waiting import wait_until
 
 
 class RelayServer:
@@ -55,17 +55,19 @@ class RelayServer:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                if httpx.get(self.base_url + "/readyz", timeout=1.0, verify=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"server not ready after {timeout}s:\n{self.log_text()[-3000:]}")
+        try:
+            wait_until(self._ready, timeout, what="the server's /readyz")
+        except AssertionError as exc:
+            raise TimeoutError(f"server not ready after {timeout}s:\n{self.log_text()[-3000:]}") from exc
+
+    def _ready(self) -> bool:
+        """/readyz answers 200; a server process that exited fails the wait at once."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+        try:
+            return httpx.get(self.base_url + "/readyz", timeout=1.0, verify=False).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, exactly like a crash."""

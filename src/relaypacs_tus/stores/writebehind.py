@@ -146,9 +146,9 @@ class Spool:
             self._waiting = False
             self._more.clear()  # a wake-up lost here is harmless: the caller writes every chunk next
 
-    def _write(self, count: int) -> None:
-        """In a worker thread: write, then hash, the first ``count`` chunks."""
-        for _ in range(count):
+    def _write_rest(self) -> None:
+        """In a worker thread: write, then hash, every chunk still in the spool."""
+        while self._chunks:
             self._write_first()
 
     def _write_first(self) -> None:
@@ -170,7 +170,7 @@ class Spool:
         """In a worker thread, once the body ended: write the rest, verify the checksum, close."""
         if self.error is not None:
             raise self.error
-        self._write(len(self._chunks))
+        self._write_rest()
         if self._verifier is not None:
             self._verifier.verify()
         if self._on_commit is not None and self._fd is not None:  # no file opened: nothing to commit
@@ -185,7 +185,7 @@ class Spool:
                 if self._fd is not None:
                     self._on_rollback(self._fd)
             elif self.error is None and self._chunks:
-                self._write(len(self._chunks))
+                self._write_rest()
         finally:
             self._close()
 

@@ -1,11 +1,13 @@
 """Write-behind (relaypacs_tus.stores.writebehind), the local store's PATCH path: memory stays bounded when
-the disk side is slower than the network, a slow client does not hold a worker thread, and a failure keeps
-the spool's promises (every byte received is kept, or with a checksum the chunk is rolled back)."""
+the disk side is slower than the network, a slow client does not hold a worker thread, a PATCH costs one
+hand-off to a worker thread, and a failure keeps the spool's promises (every byte received is kept, or
+with a checksum the chunk is rolled back)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
@@ -15,13 +17,16 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from relaypacs_tus.stores.writebehind import START_BYTES, Spool, spool_body
+from relaypacs_tus.stores import writebehind
+from relaypacs_tus.stores.writebehind import Spool, spool_body
+from relaypacs_tus.tus import errors
 from relaypacs_tus.tus.checksum import ChecksumVerifier
 from relaypacs_tus.tus.headers import Checksum
 
 pytestmark = pytest.mark.anyio
 
 CHUNK = 256 * 1024
+MiB = 1024 * 1024
 
 
 def _chunk(i: int) -> bytes:
@@ -66,7 +71,7 @@ async def test_memory_stays_bounded_when_the_disk_is_slower_than_the_network(tmp
 
 async def test_a_slow_client_does_not_hold_a_worker_thread(tmp_path: Path) -> None:
     limiter = anyio.to_thread.current_default_thread_limiter()
-    count = 2 * START_BYTES // CHUNK
+    count = 2 * MiB // CHUNK
     spool = Spool(_opener(tmp_path / "data"))
     released = False
 
@@ -89,8 +94,65 @@ async def test_a_slow_client_does_not_hold_a_worker_thread(tmp_path: Path) -> No
     assert (tmp_path / "data").read_bytes() == _expected(2 * count)
 
 
+async def test_a_long_body_costs_one_hand_off_to_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    count = 32  # 8 MiB, the size of a typical client's PATCH
+    hand_offs: list[str] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Callable[..., object], *args: object, **kwargs: object) -> object:
+        hand_offs.append(getattr(func, "__name__", repr(func)))
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    monkeypatch.setattr(writebehind, "LINGER", 30.0)  # a stalled test machine must not end the drain
+    committed: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(count):
+            yield _chunk(i)
+            await anyio.sleep(0)  # a network: the drain runs while chunks arrive
+
+    digest = hashlib.sha1(_expected(count)).digest()
+    spool = Spool(
+        _opener(tmp_path / "data"),
+        ChecksumVerifier(Checksum("sha1", digest)),
+        commit=lambda: committed.append(threading.get_ident()),
+    )
+    assert await spool_body(body(), spool, 4 * MiB, inline=64 * 1024) == count * CHUNK
+    assert (tmp_path / "data").read_bytes() == _expected(count)
+    assert len(hand_offs) == 1, hand_offs  # open, write, verify and commit in one drain
+    assert len(committed) == 1
+    assert committed[0] != threading.get_ident()  # in the drain's worker thread, not on the loop
+
+
+async def test_a_checksum_mismatch_found_by_the_drain_rolls_the_body_back(tmp_path: Path) -> None:
+    rolled_back: list[int] = []
+
+    def rollback(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        rolled_back.append(fd)
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(24):
+            yield _chunk(i)
+            await anyio.sleep(0)
+
+    spool = Spool(
+        _opener(tmp_path / "data"),
+        ChecksumVerifier(Checksum("sha1", b"\0" * 20)),
+        commit=lambda: pytest.fail("a body whose checksum does not match was committed"),
+        rollback=rollback,
+    )
+    with pytest.raises(errors.ChecksumMismatch):
+        await spool_body(body(), spool, 4 * MiB)
+    assert len(rolled_back) == 1
+    assert (tmp_path / "data").read_bytes() == b""
+
+
 async def test_a_body_that_breaks_off_keeps_every_byte_received(tmp_path: Path) -> None:
-    count = 3 * START_BYTES // CHUNK + 1
+    count = 3 * MiB // CHUNK + 1
 
     async def body() -> AsyncIterator[bytes]:
         for i in range(count):
@@ -110,7 +172,7 @@ async def test_a_checksum_body_that_breaks_off_is_rolled_back(tmp_path: Path) ->
         rolled_back.append(fd)
 
     async def body() -> AsyncIterator[bytes]:
-        for i in range(3 * START_BYTES // CHUNK):
+        for i in range(3 * MiB // CHUNK):
             yield _chunk(i)
         raise ConnectionResetError("client went away")
 
@@ -127,7 +189,7 @@ async def test_a_failed_write_reaches_the_request(tmp_path: Path) -> None:
         raise OSError(28, "No space left on device")
 
     async def body() -> AsyncIterator[bytes]:
-        for i in range(4 * START_BYTES // CHUNK):
+        for i in range(4 * MiB // CHUNK):
             yield _chunk(i)
 
     with pytest.raises(OSError, match="No space left"):

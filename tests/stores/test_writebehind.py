@@ -151,6 +151,57 @@ async def test_a_checksum_mismatch_found_by_the_drain_rolls_the_body_back(tmp_pa
     assert (tmp_path / "data").read_bytes() == b""
 
 
+class ThreadNamingVerifier(SlowVerifier):
+    """The slow sha1 that also notes which thread hashed each chunk."""
+
+    def __init__(self, checksum: Checksum) -> None:
+        super().__init__(checksum)
+        self.threads: set[str] = set()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self.threads.add(threading.current_thread().name)
+        super().update(data)
+
+
+@pytest.mark.parametrize("split_tail", [True, False])
+async def test_a_long_rest_at_the_end_is_hashed_beside_the_write(tmp_path: Path, split_tail: bool) -> None:
+    count = 64  # 16 MiB; the slow verifier leaves 4-8 MiB for the end
+    verifier = ThreadNamingVerifier(Checksum("sha1", hashlib.sha1(_expected(count)).digest()))
+    committed: list[bool] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(count):
+            yield _chunk(i)
+
+    spool = Spool(
+        _opener(tmp_path / "data"), verifier, commit=lambda: committed.append(True), split_tail=split_tail
+    )
+    assert await spool_body(body(), spool, 4 * MiB) == count * CHUNK
+    assert (tmp_path / "data").read_bytes() == _expected(count)
+    assert committed == [True]
+    assert ("relaypacs-hash" in verifier.threads) is split_tail, verifier.threads
+
+
+async def test_a_mismatch_in_a_rest_hashed_beside_rolls_the_body_back(tmp_path: Path) -> None:
+    rolled_back: list[int] = []
+
+    def rollback(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        rolled_back.append(fd)
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(64):
+            yield _chunk(i)
+
+    verifier = ThreadNamingVerifier(Checksum("sha1", b"\0" * 20))
+    spool = Spool(_opener(tmp_path / "data"), verifier, rollback=rollback, split_tail=True)
+    with pytest.raises(errors.ChecksumMismatch):
+        await spool_body(body(), spool, 4 * MiB)
+    assert "relaypacs-hash" in verifier.threads
+    assert len(rolled_back) == 1
+    assert (tmp_path / "data").read_bytes() == b""
+
+
 async def test_a_body_that_breaks_off_keeps_every_byte_received(tmp_path: Path) -> None:
     count = 3 * MiB // CHUNK + 1
 

@@ -41,6 +41,28 @@ def _expected(count: int) -> bytes:
     return b"".join(_chunk(i) for i in range(count))
 
 
+async def _body(count: int, *, paced: bool = False, then: Exception | None = None) -> AsyncIterator[bytes]:
+    """``count`` chunks; ``paced``: yield to the loop after each, as a network does, so a drain runs
+    while chunks arrive; ``then``: raised after the last one (a client that goes away)."""
+    for i in range(count):
+        yield _chunk(i)
+        if paced:
+            await anyio.sleep(0)
+    if then is not None:
+        raise then
+
+
+def _rollback_recorder() -> tuple[list[int], Callable[[int], None]]:
+    """A store's rollback hook that empties the file, and the list of its calls."""
+    calls: list[int] = []
+
+    def rollback(fd: int) -> None:
+        os.ftruncate(fd, 0)
+        calls.append(fd)
+
+    return calls, rollback
+
+
 class SlowVerifier(ChecksumVerifier):
     """sha1 that takes 2 ms per chunk: a disk side much slower than the network."""
 
@@ -101,26 +123,20 @@ async def test_a_long_body_costs_one_hand_off_to_a_worker_thread(
     hand_offs: list[str] = []
     run_sync = anyio.to_thread.run_sync
 
-    async def counted(func: Callable[..., object], *args: object, **kwargs: object) -> object:
+    async def counted(func: Callable[..., object], *args: object) -> object:
         hand_offs.append(getattr(func, "__name__", repr(func)))
-        return await run_sync(func, *args, **kwargs)
+        return await run_sync(func, *args)
 
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     monkeypatch.setattr(writebehind, "LINGER", 30.0)  # a stalled test machine must not end the drain
     committed: list[int] = []
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(count):
-            yield _chunk(i)
-            await anyio.sleep(0)  # a network: the drain runs while chunks arrive
-
     digest = hashlib.sha1(_expected(count)).digest()
     spool = Spool(
         _opener(tmp_path / "data"),
         ChecksumVerifier(Checksum("sha1", digest)),
         commit=lambda: committed.append(threading.get_ident()),
     )
-    assert await spool_body(body(), spool, 4 * MiB, inline=64 * 1024) == count * CHUNK
+    assert await spool_body(_body(count, paced=True), spool, 4 * MiB, inline=64 * 1024) == count * CHUNK
     assert (tmp_path / "data").read_bytes() == _expected(count)
     assert len(hand_offs) == 1, hand_offs  # open, write, verify and commit in one drain
     assert len(committed) == 1
@@ -128,17 +144,7 @@ async def test_a_long_body_costs_one_hand_off_to_a_worker_thread(
 
 
 async def test_a_checksum_mismatch_found_by_the_drain_rolls_the_body_back(tmp_path: Path) -> None:
-    rolled_back: list[int] = []
-
-    def rollback(fd: int) -> None:
-        os.ftruncate(fd, 0)
-        rolled_back.append(fd)
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(24):
-            yield _chunk(i)
-            await anyio.sleep(0)
-
+    rolled_back, rollback = _rollback_recorder()
     spool = Spool(
         _opener(tmp_path / "data"),
         ChecksumVerifier(Checksum("sha1", b"\0" * 20)),
@@ -146,7 +152,7 @@ async def test_a_checksum_mismatch_found_by_the_drain_rolls_the_body_back(tmp_pa
         rollback=rollback,
     )
     with pytest.raises(errors.ChecksumMismatch):
-        await spool_body(body(), spool, 4 * MiB)
+        await spool_body(_body(24, paced=True), spool, 4 * MiB)
     assert len(rolled_back) == 1
     assert (tmp_path / "data").read_bytes() == b""
 
@@ -168,35 +174,21 @@ async def test_a_long_rest_at_the_end_is_hashed_beside_the_write(tmp_path: Path,
     count = 64  # 16 MiB; the slow verifier leaves 4-8 MiB for the end
     verifier = ThreadNamingVerifier(Checksum("sha1", hashlib.sha1(_expected(count)).digest()))
     committed: list[bool] = []
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(count):
-            yield _chunk(i)
-
     spool = Spool(
         _opener(tmp_path / "data"), verifier, commit=lambda: committed.append(True), split_tail=split_tail
     )
-    assert await spool_body(body(), spool, 4 * MiB) == count * CHUNK
+    assert await spool_body(_body(count), spool, 4 * MiB) == count * CHUNK
     assert (tmp_path / "data").read_bytes() == _expected(count)
     assert committed == [True]
     assert ("relaypacs-hash" in verifier.threads) is split_tail, verifier.threads
 
 
 async def test_a_mismatch_in_a_rest_hashed_beside_rolls_the_body_back(tmp_path: Path) -> None:
-    rolled_back: list[int] = []
-
-    def rollback(fd: int) -> None:
-        os.ftruncate(fd, 0)
-        rolled_back.append(fd)
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(64):
-            yield _chunk(i)
-
+    rolled_back, rollback = _rollback_recorder()
     verifier = ThreadNamingVerifier(Checksum("sha1", b"\0" * 20))
     spool = Spool(_opener(tmp_path / "data"), verifier, rollback=rollback, split_tail=True)
     with pytest.raises(errors.ChecksumMismatch):
-        await spool_body(body(), spool, 4 * MiB)
+        await spool_body(_body(64), spool, 4 * MiB)
     assert "relaypacs-hash" in verifier.threads
     assert len(rolled_back) == 1
     assert (tmp_path / "data").read_bytes() == b""
@@ -204,33 +196,19 @@ async def test_a_mismatch_in_a_rest_hashed_beside_rolls_the_body_back(tmp_path: 
 
 async def test_a_body_that_breaks_off_keeps_every_byte_received(tmp_path: Path) -> None:
     count = 3 * MiB // CHUNK + 1
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(count):
-            yield _chunk(i)
-        raise ConnectionResetError("client went away")
-
+    gone = ConnectionResetError("client went away")
     with pytest.raises(ConnectionResetError):
-        await spool_body(body(), Spool(_opener(tmp_path / "data")), 1024 * 1024)
+        await spool_body(_body(count, then=gone), Spool(_opener(tmp_path / "data")), 1024 * 1024)
     assert (tmp_path / "data").read_bytes() == _expected(count)
 
 
 async def test_a_checksum_body_that_breaks_off_is_rolled_back(tmp_path: Path) -> None:
-    rolled_back: list[int] = []
-
-    def rollback(fd: int) -> None:
-        os.ftruncate(fd, 0)
-        rolled_back.append(fd)
-
-    async def body() -> AsyncIterator[bytes]:
-        for i in range(3 * MiB // CHUNK):
-            yield _chunk(i)
-        raise ConnectionResetError("client went away")
-
+    rolled_back, rollback = _rollback_recorder()
     verifier = ChecksumVerifier(Checksum("sha1", b"\0" * 20))
     spool = Spool(_opener(tmp_path / "data"), verifier, rollback=rollback)
+    gone = ConnectionResetError("client went away")
     with pytest.raises(ConnectionResetError):
-        await spool_body(body(), spool, 1024 * 1024)
+        await spool_body(_body(3 * MiB // CHUNK, then=gone), spool, 1024 * 1024)
     assert len(rolled_back) == 1
     assert (tmp_path / "data").read_bytes() == b""
 

@@ -85,11 +85,11 @@ class Spool:
         self._waiting = False  # a drain waits on _more
         self._ended = False  # no more chunks will come: a drain returns once the spool is empty
         self._commit_at_end = False  # the body ended normally: the drain commits once the spool is empty
-        self.committed = False
+        self.committed = False  # written, verified (with a checksum), the store's commit hook run, closed
         self._low = 0  # nonzero: the loop waits; the drain returns once pending <= _low
         self.received = 0
         self.written = 0
-        self.error: Exception | None = None  # a failed write, raised on the receiving side
+        self.error: Exception | None = None  # a drain's failed write or commit, raised on the receiving side
 
     @property
     def untouched(self) -> bool:

@@ -140,16 +140,16 @@ class LocalStore:
     ) -> int:
         checksum = verifier is not None
         self._appending += 1
-        spool = Spool(
-            lambda: self._open_for_append(info.id, checksum),
-            verifier,
-            commit=functools.partial(os.unlink, self._pending_path(info.id)) if checksum else None,
-            rollback=(lambda fd: self._rollback(fd, info.id, info.offset)) if checksum else None,
-            # the only PATCH in flight: at its body's end the client and the loop wait, a core is free
-            # (1 GiB, 8 MiB PATCHes, sha1: +10%; with 32 concurrent uploads, splitting cost 3%)
-            split_tail=self._appending == 1,
-        )
         try:
+            spool = Spool(
+                lambda: self._open_for_append(info.id, checksum),
+                verifier,
+                commit=functools.partial(os.unlink, self._pending_path(info.id)) if checksum else None,
+                rollback=(lambda fd: self._rollback(fd, info.id, info.offset)) if checksum else None,
+                # the only PATCH in flight: at its body's end the client and the loop wait, a core is
+                # free (1 GiB, 8 MiB PATCHes, sha1: +10%; with 32 concurrent uploads, splitting cost 3%)
+                split_tail=self._appending == 1,
+            )
             flush = min(self._flush, max(MIN_FLUSH_BYTES, FLUSH_BUDGET // self._appending))
             inline = INLINE_BYTES if self._inline else 0
             return info.offset + await spool_body(body, spool, flush, inline=inline)

@@ -73,7 +73,9 @@ LOCAL_CONFIGS = [
     Config("tus-node", "tus-node", "@tus/server 2.x", peer=True),
     Config("tuspyserver", "tuspyserver", "tuspyserver 4.4.3", peer=True),
     Config("sink", "sink", "sink (raw ASGI)"),
+    Config("sink+sha1", "sink", "sink (raw ASGI) + sha1", checksum=True),
     Config("sink-thread", "sink-thread", "sink, writes in a thread"),
+    Config("sink-thread+sha1", "sink-thread", "sink, writes in a thread + sha1", checksum=True),
 ]
 S3_CONFIGS = [
     Config("ours-s3", "relaypacs-s3", "RelayPACS-tus (S3)", s3=True),

@@ -15,7 +15,7 @@ With ``BENCH_SINK_THREAD=1`` it writes the way the house rules require of a serv
 worker thread"): chunks gathered into 4 MiB batches, each batch written (one ``os.write`` per chunk) in
 the default executor while the loop waits. That column is the limit for any Python server that keeps
 file I/O off its event loop. With a sha1 checksum, a second worker hashes each batch while the first
-writes it (the fastest of the ways tried here: hashing after each write in the same worker lost 8% more).
+writes it (the fastest of the ways tried here: hashing after each write in the same worker lost 9% more).
 
 Run: ``BENCH_SINK_DIR=/tmp/x uvicorn --app-dir benchmarks/peers sink:app --loop uvloop --http httptools
 --no-access-log --port P``.

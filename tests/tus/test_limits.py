@@ -34,18 +34,59 @@ def slow(slow_server: RelayServer) -> Iterator[TusHelper]:
 
 
 def open_patch(
-    port: int, url: str, offset: int, *, length: int | None, chunked: bool = False
+    port: int,
+    url: str,
+    offset: int,
+    *,
+    length: int | None,
+    chunked: bool = False,
+    extra: str = "",
+    reading: bool = False,
 ) -> socket.socket:
-    """A PATCH whose headers are sent and whose body the caller writes (or withholds)."""
+    """A PATCH whose headers are sent and whose body the caller writes (or withholds). ``extra``: more
+    header lines. ``reading``: send ``Expect: 100-continue`` and return once the server answered
+    ``100 Continue``, which uvicorn does when the app first asks for the body (RFC 9110 §10.1.1): the app
+    is then waiting for the bytes the caller sends next."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
+    expect = "Expect: 100-continue\r\n" if reading else ""
     s.sendall(
         (
             f"PATCH /files/{upload_id(url)} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
-            f"Upload-Offset: {offset}\r\nContent-Type: {OCTET}\r\n{framing}\r\n\r\n"
+            f"Upload-Offset: {offset}\r\nContent-Type: {OCTET}\r\n{framing}\r\n{extra}{expect}\r\n"
         ).encode()
     )
+    if reading:
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            part = s.recv(1)  # byte by byte: nothing of the final response may be consumed here
+            assert part, "the server closed the connection instead of asking for the body"
+            interim += part
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
     return s
+
+
+def unread_by_server(s: socket.socket) -> int:
+    """Bytes that the server's end of the connection ``s`` received but the server process has not read
+    yet: that socket's rx_queue in the kernel's table of TCP sockets (Linux, /proc/net/tcp)."""
+    client_port, server_port = s.getsockname()[1], s.getpeername()[1]
+    with open("/proc/net/tcp") as table:
+        next(table)  # the column names
+        for line in table:
+            fields = line.split()
+            local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+            if (local, remote) == (server_port, client_port):
+                return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no server end of 127.0.0.1:{client_port} in /proc/net/tcp")
+
+
+def send_to_waiting_app(s: socket.socket, data: bytes) -> None:
+    """Send body bytes to an app that waits for them (``open_patch(reading=True)``) and return once the
+    server process has read them. The waiting app then gets them before the server looks at the socket
+    again, so a close or a second request the caller sends next cannot overtake them (uvicorn drops body
+    bytes it still holds when the connection closes)."""
+    s.sendall(data)
+    wait_until(lambda: unread_by_server(s) == 0, what="the server to read the bytes sent")
 
 
 def chunk(data: bytes) -> bytes:
@@ -127,9 +168,8 @@ def test_new_patch_interrupts_a_stalled_one(tus: TusHelper) -> None:
     """Like tusd's lock release requests: a client that lost its connection and retries takes over at once;
     the stale request keeps what it wrote, and the retry learns the true offset (409) instead of waiting."""
     url = tus.target()
-    with open_patch(tus.server.port, url, 10, length=80) as stale:
-        stale.sendall(b"o" * 25)
-        time.sleep(0.3)  # pacing: the stale request's bytes reach the server before the retry
+    with open_patch(tus.server.port, url, 10, length=80, reading=True) as stale:
+        send_to_waiting_app(stale, b"o" * 25)
         r = tus.patch(url, 10, b"n" * 90)
         assert r.status_code == 409
         assert r.headers["Upload-Offset"] == "35"
@@ -176,11 +216,8 @@ def test_concurrent_patches_never_interleave(tus: TusHelper, checksum: bool) -> 
 def test_client_that_disconnects_keeps_its_bytes(slow: TusHelper) -> None:
     """ "The Server SHOULD always attempt to store as much of the received data as possible"."""
     url = slow.target()
-    with open_patch(slow.server.port, url, 10, length=80) as s:
-        s.sendall(b"d" * 30)
-        # pacing: bytes still in uvicorn's buffer when the close arrives are dropped by uvicorn itself
-        # (its receive() answers http.disconnect first); bytes the app has read are what we keep.
-        time.sleep(0.5)
+    with open_patch(slow.server.port, url, 10, length=80, reading=True) as s:
+        send_to_waiting_app(s, b"d" * 30)  # bytes the app has read are what we keep
     wait_until(lambda: slow.head(url).headers["Upload-Offset"] == "40", what="the kept bytes to show in HEAD")
     assert slow.data_path(url).read_bytes() == TARGET_BYTES + b"d" * 30
     assert slow.patch(url, 40, b"e" * 60).status_code == 204
@@ -189,17 +226,11 @@ def test_client_that_disconnects_keeps_its_bytes(slow: TusHelper) -> None:
 def test_disconnect_during_a_checksum_chunk_keeps_nothing(slow: TusHelper) -> None:
     """With Upload-Checksum the chunk is all or nothing: a half-sent one is dropped."""
     url = slow.target()
-    s = socket.create_connection(("127.0.0.1", slow.server.port), timeout=30)
     digest = base64.b64encode(hashlib.sha1(b"c" * 80).digest()).decode()
-    s.sendall(
-        (
-            f"PATCH /files/{upload_id(url)} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\n"
-            f"Upload-Offset: 10\r\nContent-Type: {OCTET}\r\nUpload-Checksum: sha1 {digest}\r\n"
-            "Content-Length: 80\r\n\r\n"
-        ).encode()
-        + b"c" * 30
+    s = open_patch(
+        slow.server.port, url, 10, length=80, extra=f"Upload-Checksum: sha1 {digest}\r\n", reading=True
     )
-    time.sleep(0.5)  # pacing, as above: the app has read the 30 bytes before the connection drops
+    send_to_waiting_app(s, b"c" * 30)  # the app holds 30 bytes of the chunk when the connection drops
     s.close()
     wait_until(
         lambda: any(e.get("event") == "upload.patch_failed" and e.get("upload_id") == upload_id(url)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,11 +43,14 @@ def write_program(directory: Path, name: str, python_body: str) -> Path:
 
 @dataclass
 class HookEndpoint:
-    """A real HTTP server; ``answers`` is consumed one per request: (status, body, delay seconds)."""
+    """A real HTTP server; ``answers`` is consumed one per request: (status, body, held). A held answer
+    is sent only once ``released`` is set (the fixture sets it at teardown): an endpoint that hangs for
+    as long as the test needs, whatever the client's timeout."""
 
     url: str
-    answers: list[tuple[int, bytes, float]] = field(default_factory=list)
+    answers: list[tuple[int, bytes, bool]] = field(default_factory=list)
     requests: list[dict[str, object]] = field(default_factory=list)
+    released: threading.Event = field(default_factory=threading.Event)
 
 
 @pytest.fixture
@@ -60,8 +62,9 @@ def hook_endpoint() -> Iterator[HookEndpoint]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             endpoint.requests.append({"headers": dict(self.headers), "body": json.loads(body)})
-            status, answer, delay = endpoint.answers.pop(0) if endpoint.answers else (200, b"", 0.0)
-            time.sleep(delay)
+            status, answer, held = endpoint.answers.pop(0) if endpoint.answers else (200, b"", False)
+            if held:
+                endpoint.released.wait()
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -79,6 +82,7 @@ def hook_endpoint() -> Iterator[HookEndpoint]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield endpoint
+    endpoint.released.set()
     server.shutdown()
     server.server_close()
 

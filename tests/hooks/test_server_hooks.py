@@ -83,11 +83,11 @@ def test_post_receive_stop_upload_terminates_like_tusd(relay_server, tmp_path: P
 
 def test_http_hooks_reach_the_endpoint_and_can_reject(relay_server, hook_endpoint: HookEndpoint) -> None:
     hook_endpoint.answers += [
-        (503, b"", 0.0),  # retried
+        (503, b"", False),  # retried
         (
             200,
             json.dumps({"RejectUpload": True, "HTTPResponse": {"StatusCode": 400, "Body": "quota"}}).encode(),
-            0.0,
+            False,
         ),
     ]
     env = {

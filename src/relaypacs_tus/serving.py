@@ -184,10 +184,11 @@ def buffered_reads(base: Callable[..., asyncio.Protocol]) -> type[asyncio.Buffer
     """
 
     class BufferedReads(asyncio.BufferedProtocol):
-        __slots__ = ("http",)
+        __slots__ = ("buffer", "http")
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             self.http = base(*args, **kwargs)
+            self.buffer = _read_buffer()  # made on the loop's thread: its buffer, looked up once
 
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.http.connection_made(transport)
@@ -205,10 +206,10 @@ def buffered_reads(base: Callable[..., asyncio.Protocol]) -> type[asyncio.Buffer
             return self.http.eof_received()
 
         def get_buffer(self, sizehint: int) -> memoryview:
-            return _read_buffer()
+            return self.buffer
 
         def buffer_updated(self, nbytes: int) -> None:
             # a memoryview, not bytes: httptools parses any buffer and copies what it keeps
-            self.http.data_received(_read_buffer()[:nbytes])  # type: ignore[arg-type]
+            self.http.data_received(self.buffer[:nbytes])  # type: ignore[arg-type]
 
     return BufferedReads
